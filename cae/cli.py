@@ -1,0 +1,80 @@
+"""Command-line entry points (absl flags). Flags are defined when an entry point runs, not on import, so any
+number of cae modules can be imported in one process (tests do)."""
+
+import dataclasses
+import sys
+
+from absl import app, flags, logging
+
+from cae.errors import UserError
+
+FLAGS = flags.FLAGS
+
+
+def _define_common(defaults):
+    flags.DEFINE_string("data_dir", defaults.data_dir,
+                        "Directory with the four MNIST IDX .gz files (default: $CAE_DATA_DIR, then ~/.cache/cae).")
+    flags.DEFINE_string("train_dir", defaults.train_dir, "Where checkpoints, event files and metrics.json go.")
+    flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training set.")
+    flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per training step.")
+    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Adam learning rate.")
+    flags.DEFINE_integer("seed", defaults.seed, "Seed for weights and data order.")
+    flags.DEFINE_integer("keep_checkpoints", defaults.keep_checkpoints, "How many recent checkpoints to keep.")
+    flags.DEFINE_float("gpu_memory_fraction", defaults.gpu_memory_fraction,
+                       "GPUOptions.per_process_gpu_memory_fraction of the session.")
+    flags.DEFINE_bool("allow_growth", defaults.allow_growth, "GPUOptions.allow_growth of the session.")
+    flags.DEFINE_integer("intra_op_threads", defaults.intra_op_threads, "Threads inside one op (0: one per core).")
+    flags.DEFINE_integer("inter_op_threads", defaults.inter_op_threads, "Ops run in parallel (0: automatic).")
+
+
+def _config_from_flags(config_class):
+    return config_class(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(config_class)})
+
+
+def _run_main(work):
+    """app.run ``work()``, turning a UserError into one line on stderr and exit status 2."""
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        try:
+            work()
+        except UserError as e:
+            logging.flush()
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+    app.run(main)
+
+
+def pretrain_main():
+    from cae.pretrain import PretrainConfig, pretrain
+    defaults = PretrainConfig()
+    _define_common(defaults)
+    flags.DEFINE_integer("latent_size", defaults.latent_size, "Units of the latent_var layer.")
+    flags.DEFINE_enum("loss", defaults.loss, ["bce", "mse"],
+                      "Reconstruction loss: per-pixel binary cross-entropy or mean squared error.")
+
+    def work():
+        metrics = pretrain(_config_from_flags(PretrainConfig))
+        print(f"test reconstruction loss ({FLAGS.loss}): {metrics['test_reconstruction_loss']:.5f}")
+    _run_main(work)
+
+
+def transfer_main():
+    from cae.transfer import TransferConfig, transfer
+    defaults = TransferConfig()
+    _define_common(defaults)
+    flags.DEFINE_string("checkpoint_path", defaults.checkpoint_path,
+                        "Autoencoder checkpoint prefix, or a directory (its latest). Omit to train from scratch.")
+    flags.DEFINE_string("restore_scopes", defaults.restore_scopes,
+                        "Comma-separated scopes (regexes on whole scopes) to restore from --checkpoint_path.")
+    flags.DEFINE_string("trainable_scopes", defaults.trainable_scopes,
+                        "Comma-separated scopes (regexes on whole scopes) the optimizer trains. Default: fc1,logits "
+                        "with --checkpoint_path (frozen convs), all layers without (scratch).")
+    flags.DEFINE_enum("lr_schedule", defaults.lr_schedule, ["constant", "cosine"],
+                      "Learning rate: constant, or cosine decay to 0 over the run.")
+    flags.DEFINE_integer("num_labels", defaults.num_labels, "Train on the first N labelled images only.")
+
+    def work():
+        metrics = transfer(_config_from_flags(TransferConfig))
+        print(f"test accuracy: {metrics['test_accuracy']:.4f}")
+    _run_main(work)

@@ -1,0 +1,93 @@
+"""Step 1 of the workflow: train the convolutional autoencoder on MNIST images (no labels) and checkpoint it."""
+
+import dataclasses
+import os
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from cae import data, models, session, summaries, train
+
+v1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    data_dir: str = None
+    train_dir: str = "checkpoints/cae"
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    latent_size: int = 20
+    loss: str = "bce"
+    seed: int = 0
+    keep_checkpoints: int = 5
+    gpu_memory_fraction: float = 0.2
+    allow_growth: bool = False
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+
+
+def build_graph(cfg):
+    """The autoencoder with its optimizer, summaries and Saver, in a new graph; returns (graph, tensors)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(cfg.seed)
+        images = models.image_input()
+        t = models.autoencoder(images, cfg.latent_size, cfg.loss)
+        t["global_step"] = v1.train.get_or_create_global_step()
+        with v1.name_scope("Solver"):
+            optimizer = v1.train.AdamOptimizer(cfg.learning_rate)
+            t["train_op"] = optimizer.minimize(t["loss"], global_step=t["global_step"])
+        t["train_summary"] = v1.summary.scalar("train/loss", t["loss"])
+        t["image_summary"] = summaries.reconstruction_image(images, t["reconstruction"])
+        t["init"] = v1.global_variables_initializer()
+        t["saver"] = v1.train.Saver(max_to_keep=cfg.keep_checkpoints)
+    return graph, t
+
+
+def pretrain(cfg, datasets=None):
+    """Train (or resume) the autoencoder in cfg.train_dir; return the final metrics dict."""
+    datasets = datasets or data.load(cfg.data_dir)
+    train_images = datasets.train.images
+    os.makedirs(cfg.train_dir, exist_ok=True)
+    graph, t = build_graph(cfg)
+    with graph.as_default():  # FileWriter refuses to start outside a graph context
+        writer = v1.summary.FileWriter(cfg.train_dir, graph)
+    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
+        sess.run(t["init"])
+        resumed = train.restore_latest(sess, t["saver"], cfg.train_dir)
+        first_step = int(sess.run(t["global_step"]))
+        if resumed:
+            logging.info("resuming from %s at step %d", resumed, first_step)
+
+        def run_step(indices):
+            _, loss, summary, step = sess.run(
+                [t["train_op"], t["loss"], t["train_summary"], t["global_step"]],
+                {t["images"]: train_images[indices]})
+            writer.add_summary(summary, step)
+            return loss
+
+        def on_epoch_end(epoch, step):
+            val = train.evaluate(sess, {"loss": t["loss"]}, lambda i: {t["images"]: datasets.validation.images[i]},
+                                 len(datasets.validation.images))
+            summaries.scalars({"val/reconstruction_loss": val["loss"]}, step, writer)
+            writer.add_summary(sess.run(t["image_summary"], {t["images"]: datasets.test.images[:8]}), step)
+            logging.info("epoch %d: validation reconstruction loss %.5f", epoch, val["loss"])
+            train.save(sess, t["saver"], cfg.train_dir, step)
+
+        start = time.time()
+        step = train.fit(run_step, len(train_images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
+                         on_epoch_end)
+        wall = time.time() - start
+        test = train.evaluate(sess, {"loss": t["loss"]}, lambda i: {t["images"]: datasets.test.images[i]},
+                              len(datasets.test.images))
+        summaries.scalars({"test/reconstruction_loss": test["loss"]}, step, writer)
+    writer.close()
+    trained = (step - first_step) * cfg.batch_size
+    metrics = {"test_reconstruction_loss": test["loss"], "loss": cfg.loss, "steps": step,
+               "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0}
+    train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
+    logging.info("test reconstruction loss (%s): %.5f", cfg.loss, test["loss"])
+    return metrics

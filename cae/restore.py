@@ -1,0 +1,97 @@
+"""Which variables to restore and which to train, chosen by whole-scope regex, as in TF-Slim.
+
+``"conv1" in v.name`` also matches ``dconv1/kernel`` and ``conv1/kernel/Adam_1``; here a scope list becomes one
+compiled regex anchored at the start of the variable name and ended by ``/``, and it is applied only to the
+model's own variables, never to optimizer slots, ``global_step`` or Adam's ``beta*_power``.
+"""
+
+import os
+import re
+
+import tensorflow as tf
+
+from cae.errors import UserError
+
+v1 = tf.compat.v1
+
+
+def parse_scopes(text):
+    """'conv1, conv2' -> ['conv1', 'conv2'] (empty entries dropped)."""
+    return [s.strip() for s in text.split(",") if s.strip()] if isinstance(text, str) else list(text)
+
+
+def scope_regex(scopes, flag="scopes"):
+    """One regex that matches a variable name lying under any of the scopes, as whole path components."""
+    scopes = parse_scopes(scopes)
+    for scope in scopes:
+        try:
+            re.compile(scope)
+        except re.error as e:
+            raise UserError(f"--{flag}: {scope!r} is not a valid regular expression ({e})") from None
+    return re.compile("^(?:" + "|".join(f"(?:{s})" for s in scopes) + ")/") if scopes else re.compile("(?!)")
+
+
+def select(variables, scopes, flag="scopes"):
+    """The variables whose name lies under one of the scopes; UserError if a scope matches nothing."""
+    pattern = scope_regex(scopes, flag)
+    chosen = [v for v in variables if pattern.match(v.op.name)]
+    for scope in parse_scopes(scopes):
+        if not any(re.match(f"^(?:{scope})/", v.op.name) for v in variables):
+            names = ", ".join(v.op.name for v in variables)
+            raise UserError(f"--{flag}: scope {scope!r} matches no variable of the model (it has: {names})")
+    return chosen
+
+
+def resolve_checkpoint(path, flag="checkpoint_path"):
+    """A checkpoint prefix as given, or the latest checkpoint of a directory."""
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            raise UserError(f"--{flag}={path}: directory holds no checkpoint (no 'checkpoint' state file "
+                            f"naming a model.ckpt-N)")
+        return latest
+    if not os.path.exists(path + ".index"):
+        raise UserError(f"--{flag}={path}: no such checkpoint (expected {path}.index and {path}.data-*, "
+                        f"or a directory with a 'checkpoint' file)")
+    return path
+
+
+def checkpoint_shapes(checkpoint):
+    """{variable name: shape} as stored in a checkpoint."""
+    try:
+        return {name: tuple(shape) for name, shape in tf.train.list_variables(checkpoint)}
+    except (tf.errors.OpError, ValueError) as e:
+        message = getattr(e, "message", str(e)).splitlines()[0]
+        raise UserError(f"{checkpoint}: cannot read checkpoint ({message})") from None
+
+
+def check_compatible(checkpoint, variables):
+    """Every variable must be in the checkpoint with the same shape.
+
+    Resource variables would otherwise load a tensor of the wrong shape without complaint.
+    """
+    stored = checkpoint_shapes(checkpoint)
+    problems = []
+    for v in variables:
+        name, shape = v.op.name, tuple(v.shape.as_list())
+        if name not in stored:
+            problems.append(f"{name} missing")
+        elif stored[name] != shape:
+            problems.append(f"{name} has shape {list(stored[name])} in the checkpoint, "
+                            f"{list(shape)} in the model")
+    if problems:
+        raise UserError(f"{checkpoint}: cannot restore: {'; '.join(problems)}")
+
+
+def restore_saver(variables):
+    """A Saver for exactly these variables, keyed by name so it reads them from any graph's checkpoint."""
+    return v1.train.Saver(var_list={v.op.name: v for v in variables}, name="restore_saver")
+
+
+def report(restored, model_variables, checkpoint):
+    """Lines for the restore report: each restored variable with its shape and source, then the rest."""
+    lines = [f"restored  {v.op.name:<16} {str(v.shape.as_list()):<18} from {checkpoint}" for v in restored]
+    restored_names = {v.op.name for v in restored}
+    lines += [f"initial   {v.op.name:<16} {str(v.shape.as_list()):<18} (initializer)"
+              for v in model_variables if v.op.name not in restored_names]
+    return lines

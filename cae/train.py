@@ -1,0 +1,92 @@
+"""The pieces every training script shares: epoch batching, the resumable loop, evaluation, checkpoints."""
+
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from cae.progress import Progress
+
+v1 = tf.compat.v1
+
+
+def learning_rate(base, schedule, global_step, total_steps):
+    """A constant rate, or cosine decay from ``base`` to 0 at ``total_steps``."""
+    if schedule == "constant":
+        return tf.constant(base, tf.float32, name="learning_rate")
+    if schedule == "cosine":
+        return v1.train.cosine_decay(base, global_step, max(1, total_steps or 1), name="learning_rate")
+    raise ValueError(f"unknown learning-rate schedule {schedule!r}")
+
+
+def epoch_order(num_examples, epoch, seed):
+    """The shuffled example order of one epoch: a pure function of (seed, epoch), so a resumed run sees the
+    same batches an uninterrupted one would."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def steps_per_epoch(num_examples, batch_size):
+    """Every example once per epoch: the last batch may be smaller."""
+    return math.ceil(num_examples / batch_size)
+
+
+def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_end=None):
+    """Run ``run_step(indices) -> loss`` over shuffled batches from ``first_step`` up to ``epochs`` epochs.
+
+    ``first_step`` is the restored global step, so an interrupted run continues mid-epoch where it stopped.
+    ``on_epoch_end(epoch, step)`` runs after each completed epoch. Returns the last step.
+    """
+    per_epoch = steps_per_epoch(num_examples, batch_size)
+    total = epochs * per_epoch
+    step = first_step
+    progress = Progress(total, batch_size, first_step)
+    while step < total:
+        epoch = step // per_epoch
+        order = epoch_order(num_examples, epoch, seed)
+        for batch in range(step % per_epoch, per_epoch):
+            loss = run_step(order[batch * batch_size:(batch + 1) * batch_size])
+            step += 1
+            progress.update(epoch + 1, epochs, step, loss, force=step == total)
+        if on_epoch_end:
+            on_epoch_end(epoch + 1, step)
+    return step
+
+
+def evaluate(sess, tensors, feed_for, num_examples, batch_size=1000):
+    """Example-weighted means of scalar ``tensors`` (a dict) over a split, in large batches.
+
+    ``feed_for(indices)`` returns the feed_dict for those examples.
+    """
+    totals = dict.fromkeys(tensors, 0.0)
+    for start in range(0, num_examples, batch_size):
+        indices = np.arange(start, min(start + batch_size, num_examples))
+        values = sess.run(tensors, feed_for(indices))
+        for key, value in values.items():
+            totals[key] += float(value) * len(indices)
+    return {key: total / num_examples for key, total in totals.items()}
+
+
+def restore_latest(sess, saver, train_dir):
+    """Restore the newest checkpoint of train_dir into the session; return its path, or None if there is none."""
+    latest = tf.train.latest_checkpoint(train_dir)
+    if latest:
+        saver.restore(sess, latest)
+    return latest
+
+
+def save(sess, saver, train_dir, global_step):
+    path = saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=global_step)
+    logging.info("saved %s", path)
+    return path
+
+
+def write_json(path, values):
+    """Write through a temporary file so a crash never leaves half a metrics file."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,0 +1,139 @@
+"""Steps 2-4 of the workflow: build the classifier, restore only the chosen scopes from the autoencoder
+checkpoint, and train only the chosen scopes (TF-Slim's ``--checkpoint_path`` / ``--trainable_scopes`` recipe)."""
+
+import dataclasses
+import os
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from cae import data, models, restore, session, summaries, train
+
+v1 = tf.compat.v1
+
+
+@dataclasses.dataclass
+class TransferConfig:
+    data_dir: str = None
+    train_dir: str = "checkpoints/transfer"
+    checkpoint_path: str = None  # None: train from scratch (the baseline)
+    restore_scopes: str = "conv1,conv2"
+    trainable_scopes: str = None  # None: fc1,logits on top of a checkpoint; every layer from scratch
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine": decays to 0 over the whole run
+    num_labels: int = None
+    seed: int = 0
+    keep_checkpoints: int = 5
+    gpu_memory_fraction: float = 0.2
+    allow_growth: bool = False
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+
+
+FROZEN_HEAD_SCOPES = "fc1,logits"
+ALL_SCOPES = "conv1,conv2,fc1,logits"
+
+
+def trainable_scopes(cfg):
+    """What the optimizer trains: as asked, else the new head over a checkpoint, else everything (scratch)."""
+    if cfg.trainable_scopes:
+        return cfg.trainable_scopes
+    return FROZEN_HEAD_SCOPES if cfg.checkpoint_path else ALL_SCOPES
+
+
+def build_graph(cfg, total_steps=None):
+    """Classifier, selective restore Saver, and an optimizer over the trainable scopes only.
+
+    Returns (graph, tensors); tensors holds ``model_variables``, ``restored`` and ``trained`` lists too.
+    """
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(cfg.seed)
+        images = models.image_input()
+        labels = v1.placeholder(tf.int64, [None], name="LABELS")
+        t = models.classifier(images)
+        t["labels"] = labels
+        t["loss"], t["accuracy"] = models.classification_loss(t["logits"], labels)
+        # Captured before the optimizer exists: the model's own weights, never slots or global_step.
+        t["model_variables"] = v1.trainable_variables()
+        t["restored"] = (restore.select(t["model_variables"], cfg.restore_scopes, "restore_scopes")
+                         if cfg.checkpoint_path else [])
+        t["trained"] = restore.select(t["model_variables"], trainable_scopes(cfg), "trainable_scopes")
+        t["global_step"] = v1.train.get_or_create_global_step()
+        with v1.name_scope("Solver"):
+            t["learning_rate"] = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, t["global_step"],
+                                                     total_steps)
+            optimizer = v1.train.AdamOptimizer(t["learning_rate"])
+            t["train_op"] = optimizer.minimize(t["loss"], var_list=t["trained"], global_step=t["global_step"])
+        t["train_summary"] = v1.summary.scalar("train/loss", t["loss"])
+        t["init"] = v1.global_variables_initializer()
+        t["restore_saver"] = restore.restore_saver(t["restored"]) if t["restored"] else None
+        t["saver"] = v1.train.Saver(max_to_keep=cfg.keep_checkpoints)
+    return graph, t
+
+
+def initialize(sess, t, cfg):
+    """Run the initializer, then restore: the train_dir's own checkpoint if it has one (resume), else only the
+    selected scopes from --checkpoint_path. Returns the restore report lines."""
+    sess.run(t["init"])
+    own = train.restore_latest(sess, t["saver"], cfg.train_dir)
+    if own:
+        note = f" (--checkpoint_path {cfg.checkpoint_path} ignored)" if cfg.checkpoint_path else ""
+        return [f"resumed all variables from {own}{note}"]
+    if not cfg.checkpoint_path:
+        return restore.report([], t["model_variables"], None)
+    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+    restore.check_compatible(checkpoint, t["restored"])
+    t["restore_saver"].restore(sess, checkpoint)
+    return restore.report(t["restored"], t["model_variables"], checkpoint)
+
+
+def transfer(cfg, datasets=None):
+    """Train (or resume) the classifier in cfg.train_dir; return the final metrics dict."""
+    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels)
+    os.makedirs(cfg.train_dir, exist_ok=True)
+    total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
+    graph, t = build_graph(cfg, total_steps)
+    with graph.as_default():  # FileWriter refuses to start outside a graph context
+        writer = v1.summary.FileWriter(cfg.train_dir, graph)
+
+    def feed(split):
+        return lambda i: {t["images"]: split.images[i], t["labels"]: split.labels[i]}
+
+    metrics_of = {"loss": t["loss"], "accuracy": t["accuracy"]}
+    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
+        for line in initialize(sess, t, cfg):
+            logging.info("%s", line)
+        logging.info("training: %s", ", ".join(v.op.name for v in t["trained"]))
+        first_step = int(sess.run(t["global_step"]))
+        train_feed = feed(datasets.train)
+
+        def run_step(indices):
+            _, loss, summary, step = sess.run(
+                [t["train_op"], t["loss"], t["train_summary"], t["global_step"]], train_feed(indices))
+            writer.add_summary(summary, step)
+            return loss
+
+        def on_epoch_end(epoch, step):
+            val = train.evaluate(sess, metrics_of, feed(datasets.validation), len(datasets.validation.labels))
+            summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, writer)
+            logging.info("epoch %d: validation accuracy %.4f loss %.4f", epoch, val["accuracy"], val["loss"])
+            train.save(sess, t["saver"], cfg.train_dir, step)
+
+        start = time.time()
+        step = train.fit(run_step, len(datasets.train.labels), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
+                         on_epoch_end)
+        wall = time.time() - start
+        test = train.evaluate(sess, metrics_of, feed(datasets.test), len(datasets.test.labels))
+        summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, writer)
+    writer.close()
+    trained = (step - first_step) * cfg.batch_size
+    metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "steps": step,
+               "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0,
+               "checkpoint_path": cfg.checkpoint_path, "num_labels": len(datasets.train.labels)}
+    train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
+    logging.info("test accuracy: %.4f", test["accuracy"])
+    return metrics

@@ -1,0 +1,84 @@
+import re
+
+import pytest
+import tensorflow as tf
+
+from cae import models, restore
+from cae.errors import UserError
+
+AUTOENCODER_SHAPES = {
+    "conv1/kernel": [5, 5, 1, 16], "conv1/bias": [16],
+    "conv2/kernel": [5, 5, 16, 32], "conv2/bias": [32],
+    "latent_var/kernel": [1568, 20], "latent_var/bias": [20],
+    "z_matrix/kernel": [20, 1568], "z_matrix/bias": [1568],
+    "dconv1/kernel": [5, 5, 16, 32], "dconv1/bias": [16],
+    "dconv2/kernel": [5, 5, 1, 16], "dconv2/bias": [1],
+}
+CLASSIFIER_SHAPES = {
+    "conv1/kernel": [5, 5, 1, 16], "conv1/bias": [16],
+    "conv2/kernel": [5, 5, 16, 32], "conv2/bias": [32],
+    "fc1/kernel": [1568, 200], "fc1/bias": [200],
+    "logits/kernel": [200, 10], "logits/bias": [10],
+}
+
+
+def variable_shapes(build):
+    with tf.Graph().as_default():
+        tensors = build(models.image_input())
+        return {v.op.name: v.shape.as_list() for v in tf.compat.v1.global_variables()}, tensors
+
+
+def test_autoencoder_names_and_shapes():
+    shapes, t = variable_shapes(models.autoencoder)
+    assert shapes == AUTOENCODER_SHAPES
+    assert t["reconstruction"].shape.as_list() == [None, 784]
+    assert t["latent"].shape.as_list() == [None, 20]
+    assert t["images"].op.name == "IMAGE_IN"
+
+
+def test_classifier_names_and_shapes():
+    shapes, t = variable_shapes(models.classifier)
+    assert shapes == CLASSIFIER_SHAPES
+    assert t["logits"].shape.as_list() == [None, 10]
+
+
+def test_latent_size_and_both_graphs_twice_in_one_process():
+    for _ in range(2):
+        assert variable_shapes(models.classifier)[0] == CLASSIFIER_SHAPES
+        shapes, _ = variable_shapes(lambda x: models.autoencoder(x, latent_size=7, loss="mse"))
+        assert shapes["latent_var/kernel"] == [1568, 7]
+
+
+def test_encoder_ops_live_in_readable_name_scopes():
+    with tf.Graph().as_default() as g:
+        models.autoencoder(models.image_input())
+        names = [op.name for op in g.get_operations()]
+    for scope in ("ENCODER/conv1/", "LATENT/latent_var/", "DECODER/dconv2/", "LOSS/"):
+        assert any(n.startswith(scope) for n in names), scope
+
+
+def test_scope_selection_is_whole_scope_not_substring():
+    """'conv1' must not pick dconv1 (the substring pitfall), nor Adam slots or global_step."""
+    with tf.Graph().as_default():
+        t = models.autoencoder(models.image_input())
+        model_variables = tf.compat.v1.trainable_variables()
+        tf.compat.v1.train.AdamOptimizer().minimize(
+            t["loss"], global_step=tf.compat.v1.train.get_or_create_global_step())
+        everything = tf.compat.v1.global_variables()
+        assert any(re.search("conv1/kernel/Adam_1", v.op.name) for v in everything)
+        chosen = [v.op.name for v in restore.select(model_variables, "conv1,conv2")]
+        assert chosen == ["conv1/kernel", "conv1/bias", "conv2/kernel", "conv2/bias"]
+        substring_pitfall = [v.op.name for v in everything if "conv1" in v.name]
+        assert "dconv1/kernel" in substring_pitfall  # what the regex avoids
+        pattern = restore.scope_regex("conv1,conv2")
+        assert not pattern.match("dconv1/kernel") and not pattern.match("conv10/kernel")
+
+
+def test_scope_that_matches_nothing_or_bad_regex_is_a_user_error():
+    with tf.Graph().as_default():
+        models.classifier(models.image_input())
+        variables = tf.compat.v1.trainable_variables()
+        with pytest.raises(UserError, match="--restore_scopes: scope 'conv3' matches no variable"):
+            restore.select(variables, "conv1,conv3", "restore_scopes")
+        with pytest.raises(UserError, match="--trainable_scopes: 'fc1\\(' is not a valid regular expression"):
+            restore.select(variables, "fc1(", "trainable_scopes")
