@@ -17,7 +17,9 @@ def _define_common(defaults):
     flags.DEFINE_string("train_dir", defaults.train_dir, "Where checkpoints, event files and metrics.json go.")
     flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training set.")
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per training step.")
-    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Adam learning rate.")
+    flags.DEFINE_float("learning_rate", defaults.learning_rate, "Adam learning rate (the start of the schedule).")
+    flags.DEFINE_enum("lr_schedule", defaults.lr_schedule, ["constant", "cosine"],
+                      "Learning rate: constant, or cosine decay to 0 over all --epochs.")
     flags.DEFINE_integer("seed", defaults.seed, "Seed for weights and data order.")
     flags.DEFINE_integer("keep_checkpoints", defaults.keep_checkpoints, "How many recent checkpoints to keep.")
     flags.DEFINE_float("gpu_memory_fraction", defaults.gpu_memory_fraction,
@@ -70,8 +72,6 @@ def transfer_main():
     flags.DEFINE_string("trainable_scopes", defaults.trainable_scopes,
                         "Comma-separated scopes (regexes on whole scopes) the optimizer trains. Default: fc1,logits "
                         "with --checkpoint_path (frozen convs), all layers without (scratch).")
-    flags.DEFINE_enum("lr_schedule", defaults.lr_schedule, ["constant", "cosine"],
-                      "Learning rate: constant, or cosine decay to 0 over the run.")
     flags.DEFINE_integer("num_labels", defaults.num_labels, "Train on the first N labelled images only.")
 
     def work():

@@ -19,6 +19,7 @@ class PretrainConfig:
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"  # or "constant"
     latent_size: int = 20
     loss: str = "bce"
     seed: int = 0
@@ -29,7 +30,7 @@ class PretrainConfig:
     inter_op_threads: int = 0
 
 
-def build_graph(cfg):
+def build_graph(cfg, total_steps):
     """The autoencoder with its optimizer, summaries and Saver, in a new graph; returns (graph, tensors)."""
     graph = tf.Graph()
     with graph.as_default():
@@ -38,7 +39,9 @@ def build_graph(cfg):
         t = models.autoencoder(images, cfg.latent_size, cfg.loss)
         t["global_step"] = v1.train.get_or_create_global_step()
         with v1.name_scope("Solver"):
-            optimizer = v1.train.AdamOptimizer(cfg.learning_rate)
+            t["learning_rate"] = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, t["global_step"],
+                                                     total_steps)
+            optimizer = v1.train.AdamOptimizer(t["learning_rate"])
             t["train_op"] = optimizer.minimize(t["loss"], global_step=t["global_step"])
         t["train_summary"] = v1.summary.scalar("train/loss", t["loss"])
         t["image_summary"] = summaries.reconstruction_image(images, t["reconstruction"])
@@ -52,7 +55,7 @@ def pretrain(cfg, datasets=None):
     datasets = datasets or data.load(cfg.data_dir)
     train_images = datasets.train.images
     os.makedirs(cfg.train_dir, exist_ok=True)
-    graph, t = build_graph(cfg)
+    graph, t = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(train_images), cfg.batch_size))
     with graph.as_default():  # FileWriter refuses to start outside a graph context
         writer = v1.summary.FileWriter(cfg.train_dir, graph)
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:

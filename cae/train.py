@@ -14,11 +14,11 @@ v1 = tf.compat.v1
 
 
 def learning_rate(base, schedule, global_step, total_steps):
-    """A constant rate, or cosine decay from ``base`` to 0 at ``total_steps``."""
+    """A constant rate, or cosine decay from ``base`` to 0 at ``total_steps`` (the run's last step)."""
     if schedule == "constant":
         return tf.constant(base, tf.float32, name="learning_rate")
     if schedule == "cosine":
-        return v1.train.cosine_decay(base, global_step, max(1, total_steps or 1), name="learning_rate")
+        return v1.train.cosine_decay(base, global_step, max(1, total_steps), name="learning_rate")
     raise ValueError(f"unknown learning-rate schedule {schedule!r}")
 
 

@@ -20,10 +20,12 @@ class TransferConfig:
     checkpoint_path: str = None  # None: train from scratch (the baseline)
     restore_scopes: str = "conv1,conv2"
     trainable_scopes: str = None  # None: fc1,logits on top of a checkpoint; every layer from scratch
-    epochs: int = 10
+    epochs: int = 15
     batch_size: int = 64
-    learning_rate: float = 1e-4
-    lr_schedule: str = "constant"  # or "cosine": decays to 0 over the whole run
+    # The tutorial's constant Adam 1e-4 plateaus at 98.7-98.8% from scratch here; 1e-3 with cosine decay
+    # reaches 99.2% in 15 epochs (README results). `--learning_rate=1e-4 --lr_schedule=constant` reproduces it.
+    learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"  # or "constant"
     num_labels: int = None
     seed: int = 0
     keep_checkpoints: int = 5
@@ -44,7 +46,7 @@ def trainable_scopes(cfg):
     return FROZEN_HEAD_SCOPES if cfg.checkpoint_path else ALL_SCOPES
 
 
-def build_graph(cfg, total_steps=None):
+def build_graph(cfg, total_steps):
     """Classifier, selective restore Saver, and an optimizer over the trainable scopes only.
 
     Returns (graph, tensors); tensors holds ``model_variables``, ``restored`` and ``trained`` lists too.

@@ -35,7 +35,7 @@ def test_restores_exactly_the_conv_scopes_bit_for_bit(tmp_path):
     checkpoint = save_classifier_checkpoint(tmp_path / "source", seed=5)
     reader = tf.train.load_checkpoint(checkpoint)
     cfg = TransferConfig(checkpoint_path=checkpoint, train_dir=str(tmp_path / "run"), seed=9)
-    graph, t = transfer.build_graph(cfg)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
     assert [v.op.name for v in t["restored"]] == CONV_VARIABLES
     with graph.as_default(), v1.Session(graph=graph) as sess:
         report = transfer.initialize(sess, t, cfg)
@@ -50,7 +50,7 @@ def test_restores_exactly_the_conv_scopes_bit_for_bit(tmp_path):
 
 def test_restore_from_autoencoder_directory_skips_decoder(tmp_path, cae_checkpoint):
     cfg = TransferConfig(checkpoint_path=os.path.dirname(cae_checkpoint), train_dir=str(tmp_path / "run"))
-    graph, t = transfer.build_graph(cfg)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
     saved_names = set(t["restore_saver"]._var_list)
     assert saved_names == set(CONV_VARIABLES)
     reader = tf.train.load_checkpoint(cae_checkpoint)
@@ -64,7 +64,7 @@ def test_restore_from_autoencoder_directory_skips_decoder(tmp_path, cae_checkpoi
 def test_frozen_convs_unchanged_after_100_steps_head_changes(tmp_path, cae_checkpoint, mnist):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / "run"), learning_rate=1e-3)
     reader = tf.train.load_checkpoint(cae_checkpoint)
-    graph, t = transfer.build_graph(cfg)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
     with graph.as_default(), v1.Session(graph=graph) as sess:
         transfer.initialize(sess, t, cfg)
         head_before = values(sess, HEAD_VARIABLES)
@@ -85,7 +85,7 @@ def test_frozen_convs_unchanged_after_100_steps_head_changes(tmp_path, cae_check
 
 def test_adam_slots_only_for_trained_variables(tmp_path, cae_checkpoint):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / "run"))
-    graph, t = transfer.build_graph(cfg)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
     with graph.as_default():
         slots = sorted(v.op.name for v in v1.global_variables() if "/Adam" in v.op.name)
     assert slots == sorted(f"{n}/Adam{s}" for n in HEAD_VARIABLES for s in ("", "_1"))
@@ -93,7 +93,7 @@ def test_adam_slots_only_for_trained_variables(tmp_path, cae_checkpoint):
 
 
 def test_scratch_trains_every_layer_and_restores_nothing(tmp_path):
-    graph, t = transfer.build_graph(TransferConfig(train_dir=str(tmp_path)))
+    graph, t = transfer.build_graph(TransferConfig(train_dir=str(tmp_path)), total_steps=100)
     assert t["restored"] == [] and [v.op.name for v in t["trained"]] == CONV_VARIABLES + HEAD_VARIABLES
 
 
@@ -106,7 +106,7 @@ def test_shape_mismatch_names_variable_and_both_shapes(tmp_path):
             sess.run(v1.global_variables_initializer())
             checkpoint = v1.train.Saver().save(sess, str(tmp_path / "bad.ckpt"))
     cfg = TransferConfig(checkpoint_path=checkpoint, train_dir=str(tmp_path / "run"))
-    graph, t = transfer.build_graph(cfg)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
     with graph.as_default(), v1.Session(graph=graph) as sess:
         with pytest.raises(UserError) as e:
             transfer.initialize(sess, t, cfg)
