@@ -22,6 +22,8 @@ def _define_common(defaults):
                       "Learning rate: constant, or cosine decay to 0 over all --epochs.")
     flags.DEFINE_integer("seed", defaults.seed, "Seed for weights and data order.")
     flags.DEFINE_integer("keep_checkpoints", defaults.keep_checkpoints, "How many recent checkpoints to keep.")
+    flags.DEFINE_integer("save_every_steps", defaults.save_every_steps,
+                         "Also checkpoint every N steps within an epoch (0: only at the end of each epoch).")
     flags.DEFINE_float("gpu_memory_fraction", defaults.gpu_memory_fraction,
                        "GPUOptions.per_process_gpu_memory_fraction of the session.")
     flags.DEFINE_bool("allow_growth", defaults.allow_growth, "GPUOptions.allow_growth of the session.")

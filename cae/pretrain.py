@@ -24,6 +24,7 @@ class PretrainConfig:
     loss: str = "bce"
     seed: int = 0
     keep_checkpoints: int = 5
+    save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
     gpu_memory_fraction: float = 0.2
     allow_growth: bool = False
     intra_op_threads: int = 0
@@ -78,11 +79,14 @@ def pretrain(cfg, datasets=None):
             summaries.scalars({"val/reconstruction_loss": val["loss"]}, step, writer)
             writer.add_summary(sess.run(t["image_summary"], {t["images"]: datasets.test.images[:8]}), step)
             logging.info("epoch %d: validation reconstruction loss %.5f", epoch, val["loss"])
+            save(step)
+
+        def save(step):
             train.save(sess, t["saver"], cfg.train_dir, step)
 
         start = time.time()
         step = train.fit(run_step, len(train_images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
-                         on_epoch_end)
+                         on_epoch_end, cfg.save_every_steps, save)
         wall = time.time() - start
         test = train.evaluate(sess, {"loss": t["loss"]}, lambda i: {t["images"]: datasets.test.images[i]},
                               len(datasets.test.images))

@@ -33,11 +33,13 @@ def steps_per_epoch(num_examples, batch_size):
     return math.ceil(num_examples / batch_size)
 
 
-def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_end=None):
+def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_end=None, save_every_steps=0,
+        save=None):
     """Run ``run_step(indices) -> loss`` over shuffled batches from ``first_step`` up to ``epochs`` epochs.
 
     ``first_step`` is the restored global step, so an interrupted run continues mid-epoch where it stopped.
-    ``on_epoch_end(epoch, step)`` runs after each completed epoch. Returns the last step.
+    ``on_epoch_end(epoch, step)`` runs after each completed epoch; ``save(step)`` also runs every
+    ``save_every_steps`` steps inside an epoch (0: never). Returns the last step.
     """
     per_epoch = steps_per_epoch(num_examples, batch_size)
     total = epochs * per_epoch
@@ -50,6 +52,8 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
             loss = run_step(order[batch * batch_size:(batch + 1) * batch_size])
             step += 1
             progress.update(epoch + 1, epochs, step, loss, force=step == total)
+            if save_every_steps and step % save_every_steps == 0 and batch + 1 < per_epoch:
+                save(step)
         if on_epoch_end:
             on_epoch_end(epoch + 1, step)
     return step

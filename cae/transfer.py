@@ -29,6 +29,7 @@ class TransferConfig:
     num_labels: int = None
     seed: int = 0
     keep_checkpoints: int = 5
+    save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
     gpu_memory_fraction: float = 0.2
     allow_growth: bool = False
     intra_op_threads: int = 0
@@ -123,11 +124,14 @@ def transfer(cfg, datasets=None):
             val = train.evaluate(sess, metrics_of, feed(datasets.validation), len(datasets.validation.labels))
             summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, writer)
             logging.info("epoch %d: validation accuracy %.4f loss %.4f", epoch, val["accuracy"], val["loss"])
+            save(step)
+
+        def save(step):
             train.save(sess, t["saver"], cfg.train_dir, step)
 
         start = time.time()
         step = train.fit(run_step, len(datasets.train.labels), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
-                         on_epoch_end)
+                         on_epoch_end, cfg.save_every_steps, save)
         wall = time.time() - start
         test = train.evaluate(sess, metrics_of, feed(datasets.test), len(datasets.test.labels))
         summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, writer)

@@ -48,3 +48,11 @@ def test_learning_rate_schedules(schedule, expected):
         with v1.Session(graph=graph) as sess:
             got = [sess.run(rate, {step: s}) for s in (0, 50, 100)]
     np.testing.assert_allclose(got, expected, atol=1e-7)
+
+
+def test_save_cadence_inside_epochs_and_at_epoch_ends():
+    saved, epoch_ends = [], []
+    train.fit(lambda indices: 0.0, 10, 2, 2, 0, seed=0, on_epoch_end=lambda epoch, step: epoch_ends.append(step),
+              save_every_steps=2, save=saved.append)
+    assert epoch_ends == [5, 10]
+    assert saved == [2, 4, 6, 8]
