@@ -80,3 +80,18 @@ def transfer_main():
         metrics = transfer(_config_from_flags(TransferConfig))
         print(f"test accuracy: {metrics['test_accuracy']:.4f}")
     _run_main(work)
+
+
+def inspect_main():
+    from cae.inspect_checkpoint import GRAPHS, inspect
+    from cae.pretrain import PretrainConfig
+    flags.DEFINE_string("checkpoint_path", "checkpoints/transfer",
+                        "Checkpoint prefix, or a directory (its latest).")
+    flags.DEFINE_enum("against", None, list(GRAPHS),
+                      "Also show which variables this graph would restore, which are missing, which differ.")
+    flags.DEFINE_integer("latent_size", PretrainConfig().latent_size,
+                         "latent_var units of the autoencoder graph (--against=autoencoder).")
+
+    def work():
+        print("\n".join(inspect(FLAGS.checkpoint_path, FLAGS.against, FLAGS.latent_size)))
+    _run_main(work)

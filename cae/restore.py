@@ -56,13 +56,18 @@ def resolve_checkpoint(path, flag="checkpoint_path"):
     return path
 
 
-def checkpoint_shapes(checkpoint):
-    """{variable name: shape} as stored in a checkpoint."""
+def checkpoint_reader(checkpoint):
+    """A CheckpointReader (names, shapes, dtypes, values); UserError naming the checkpoint if it is unreadable."""
     try:
-        return {name: tuple(shape) for name, shape in tf.train.list_variables(checkpoint)}
+        return tf.train.load_checkpoint(checkpoint)
     except (tf.errors.OpError, ValueError) as e:
         message = getattr(e, "message", str(e)).splitlines()[0]
         raise UserError(f"{checkpoint}: cannot read checkpoint ({message})") from None
+
+
+def checkpoint_shapes(checkpoint):
+    """{variable name: shape} as stored in a checkpoint."""
+    return {name: tuple(shape) for name, shape in checkpoint_reader(checkpoint).get_variable_to_shape_map().items()}
 
 
 def check_compatible(checkpoint, variables):

@@ -1,0 +1,75 @@
+"""What a checkpoint holds, and what a model graph would take from it."""
+
+import math
+
+import tensorflow as tf
+
+from cae import models, restore
+
+v1 = tf.compat.v1
+
+GRAPHS = ("classifier", "autoencoder")
+
+
+def stored_variables(checkpoint):
+    """{name: (dtype name, shape list)} of every variable in the checkpoint."""
+    reader = restore.checkpoint_reader(checkpoint)
+    dtypes = reader.get_variable_to_dtype_map()
+    return {name: (dtypes[name].name, list(shape)) for name, shape in reader.get_variable_to_shape_map().items()}
+
+
+def model_variables(against, latent_size=20):
+    """{name: (dtype name, shape list)} of the model's own variables, in creation order, from a fresh graph."""
+    with tf.Graph().as_default():
+        images = models.image_input()
+        if against == "classifier":
+            models.classifier(images)
+        else:
+            models.autoencoder(images, latent_size)
+        return {v.op.name: (v.dtype.base_dtype.name, v.shape.as_list()) for v in v1.trainable_variables()}
+
+
+def _describe(dtype_and_shape):
+    dtype, shape = dtype_and_shape
+    return f"{dtype:<8} {shape}"
+
+
+def list_lines(stored):
+    """One line per stored variable, sorted by name, then the totals."""
+    width = max((len(name) for name in stored), default=0)
+    lines = [f"{name:<{width}}  {_describe(stored[name])}" for name in sorted(stored)]
+    values = sum(math.prod(shape) for _, shape in stored.values())
+    return lines + [f"{len(stored)} variables, {values} values"]
+
+
+def compare_lines(stored, wanted, against):
+    """How a graph's variables meet the checkpoint: ``restore`` (same dtype and shape), ``missing``,
+    ``differs`` (both sides shown); then ``unused`` checkpoint variables (optimizer slots, other layers)."""
+    width = max(len(name) for name in list(stored) + list(wanted))
+    lines, counts = [], dict.fromkeys(("restore", "missing", "differs", "unused"), 0)
+
+    def add(status, name, text):
+        counts[status] += 1
+        lines.append(f"{status:<8} {name:<{width}}  {text}")
+
+    for name, spec in wanted.items():
+        if name not in stored:
+            add("missing", name, f"{_describe(spec)} (not in the checkpoint)")
+        elif stored[name] != spec:
+            add("differs", name, f"checkpoint {_describe(stored[name])}, {against} {_describe(spec)}")
+        else:
+            add("restore", name, _describe(spec))
+    for name in sorted(set(stored) - set(wanted)):
+        add("unused", name, f"{_describe(stored[name])} (not in the {against} graph)")
+    summary = ", ".join(f"{count} {status}" for status, count in counts.items())
+    return lines + [f"against {against}: {summary}"]
+
+
+def inspect(checkpoint_path, against=None, latent_size=20):
+    """Report lines for a checkpoint (prefix or directory), compared with a graph when ``against`` is given."""
+    checkpoint = restore.resolve_checkpoint(checkpoint_path)
+    stored = stored_variables(checkpoint)
+    lines = [f"checkpoint {checkpoint}"] + list_lines(stored)
+    if against:
+        lines += compare_lines(stored, model_variables(against, latent_size), against)
+    return lines
