@@ -82,6 +82,21 @@ def transfer_main():
     _run_main(work)
 
 
+def export_main():
+    from cae.export import ExportConfig, export
+    defaults = ExportConfig()
+    flags.DEFINE_string("checkpoint_path", defaults.checkpoint_path,
+                        "Transfer (classifier) checkpoint prefix, or a directory (its latest).")
+    flags.DEFINE_string("export_dir", defaults.export_dir,
+                        "New (or empty) directory for the SavedModel; an existing one is never overwritten.")
+
+    def work():
+        checkpoint = export(_config_from_flags(ExportConfig))
+        print(f"exported {checkpoint} to {FLAGS.export_dir} (signatures serving_default: float32 images in "
+              f"[0, 1], serving_uint8: uint8 images)")
+    _run_main(work)
+
+
 def inspect_main():
     from cae.inspect_checkpoint import GRAPHS, inspect
     from cae.pretrain import PretrainConfig
