@@ -35,13 +35,17 @@ def _config_from_flags(config_class):
     return config_class(**{f.name: FLAGS[f.name].value for f in dataclasses.fields(config_class)})
 
 
-def _run_main(work):
-    """app.run ``work()``, turning a UserError into one line on stderr and exit status 2."""
+def _run_main(work, takes_arguments=False):
+    """app.run ``work()`` (``work(arguments)`` with the non-flag arguments if ``takes_arguments``), turning a
+    UserError into one line on stderr and exit status 2."""
     def main(argv):
-        if len(argv) > 1:
+        if len(argv) > 1 and not takes_arguments:
             raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
-            work()
+            if takes_arguments:
+                work(argv[1:])
+            else:
+                work()
         except UserError as e:
             logging.flush()
             print(f"error: {e}", file=sys.stderr)
@@ -95,6 +99,22 @@ def export_main():
         print(f"exported {checkpoint} to {FLAGS.export_dir} (signatures serving_default: float32 images in "
               f"[0, 1], serving_uint8: uint8 images)")
     _run_main(work)
+
+
+def predict_main():
+    import json
+    from cae import predict
+    flags.DEFINE_string("model", "checkpoints/transfer",
+                        "Transfer checkpoint prefix or directory, or a SavedModel directory from cae-export.")
+    flags.DEFINE_bool("json", False, "Print one JSON list (file, class, probability, probabilities) instead.")
+
+    def work(paths):
+        results = predict.classify(FLAGS.model, paths)
+        if FLAGS.json:
+            print(json.dumps(results))
+        else:
+            print("\n".join(predict.format_line(r) for r in results))
+    _run_main(work, takes_arguments=True)
 
 
 def inspect_main():

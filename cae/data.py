@@ -84,6 +84,11 @@ def read_idx_gz(path, expected_magic):
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
+def to_float(pixels):
+    """uint8 pixels -> float32 in [0, 1]: the scale every model here is trained and fed on."""
+    return pixels.astype(np.float32) / 255.0
+
+
 def load_split(data_dir, split):
     """Read one split ('train' or 'test') and check that images and labels agree."""
     images_name, labels_name = FILES[split]
@@ -99,7 +104,7 @@ def load_split(data_dir, split):
                         f"holds {labels.shape[0]} labels")
     if labels.size and labels.max() >= NUM_CLASSES:
         raise UserError(f"{labels_path}: label {labels.max()} outside 0-{NUM_CLASSES - 1}")
-    return Split(images.reshape(-1, NUM_PIXELS).astype(np.float32) / 255.0, labels.astype(np.int64))
+    return Split(to_float(images.reshape(-1, NUM_PIXELS)), labels.astype(np.int64))
 
 
 def _sha256_of_gunzipped(path):

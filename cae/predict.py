@@ -1,0 +1,106 @@
+"""Classify image files with a transfer checkpoint or an exported SavedModel.
+
+Any PNG or JPEG (also GIF, BMP: what tf.io.decode_image reads), any size, gray or color, is turned into what the
+classifier was trained on: a 28x28 gray image in [0, 1], light digit on a dark background.
+"""
+
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from cae import data, export, restore, session
+from cae.data import IMAGE_SIZE
+from cae.errors import UserError
+
+v1 = tf.compat.v1
+
+
+def to_mnist(contents):
+    """Encoded image bytes (a scalar string tensor) -> uint8 [28, 28], light digit on dark, as MNIST stores it.
+
+    Color becomes gray (ITU-R 601 luma); transparent pixels count as white paper; the image is inverted when its
+    border (the background) is mostly light; other sizes are scaled, keeping the aspect ratio, and padded with
+    background. The arithmetic stays on the 0-255 scale and ends on whole pixel values, so a 28x28 gray MNIST
+    image comes back unchanged.
+    """
+    image = tf.io.decode_image(contents, channels=0, expand_animations=False)  # [H, W, 1 to 4] uint8
+    x = tf.cast(image, tf.float32)
+    channels = tf.shape(x)[2]
+    gray = tf.cond(channels >= 3, lambda: tf.image.rgb_to_grayscale(x[:, :, :3]), lambda: x[:, :, :1])
+    has_alpha = tf.equal(channels % 2, 0)  # gray+alpha or RGBA
+    opacity = tf.cond(has_alpha, lambda: x[:, :, -1:] / 255.0, lambda: tf.ones_like(gray))
+    gray = gray * opacity + 255.0 * (1.0 - opacity)
+    border = tf.concat([gray[0, :, 0], gray[-1, :, 0], gray[:, 0, 0], gray[:, -1, 0]], axis=0)
+    gray = tf.cond(tf.reduce_mean(border) > 127.5, lambda: 255.0 - gray, lambda: gray)
+    mnist_size = tf.reduce_all(tf.equal(tf.shape(gray)[:2], IMAGE_SIZE))
+    gray = tf.cond(mnist_size, lambda: gray,
+                   lambda: tf.image.resize_with_pad(gray, IMAGE_SIZE, IMAGE_SIZE, method="area"))
+    return tf.reshape(tf.saturate_cast(tf.round(gray), tf.uint8), [IMAGE_SIZE, IMAGE_SIZE])
+
+
+def read_images(paths):
+    """float32 [N, 28, 28] in [0, 1] for the files, decoded by TensorFlow and scaled as cae.data scales MNIST;
+    UserError naming the first file that is missing or not an image."""
+    graph = tf.Graph()
+    with graph.as_default():
+        contents = v1.placeholder(tf.string, [], name="file_contents")
+        image = to_mnist(contents)
+    pixels = np.zeros([len(paths), IMAGE_SIZE, IMAGE_SIZE], np.uint8)
+    with v1.Session(graph=graph, config=session.config()) as sess:
+        for i, path in enumerate(paths):
+            try:
+                with open(path, "rb") as f:
+                    encoded = f.read()
+            except OSError as e:
+                raise UserError(f"{path}: cannot read ({e.strerror})") from None
+            try:
+                pixels[i] = sess.run(image, {contents: encoded})
+            except tf.errors.InvalidArgumentError as e:
+                raise UserError(f"{path}: not a readable PNG or JPEG image ({_reason(e)})") from None
+    return data.to_float(pixels)
+
+
+def _reason(op_error):
+    """The kernel's own words: a graph-mode message wraps them in lines about the node and where it was built."""
+    lines = [line for line in op_error.message.splitlines() if line.strip() and not line[0].isspace()]
+    return lines[-1]
+
+
+def is_saved_model(path):
+    return os.path.isfile(os.path.join(path, "saved_model.pb"))
+
+
+def open_model(sess, model):
+    """Load a SavedModel directory, or build the classifier and restore a checkpoint (prefix or directory), into
+    the session's graph. Returns the serving_default signature: (images placeholder, {name: output tensor})."""
+    if is_saved_model(model):
+        meta_graph = v1.saved_model.load(sess, [v1.saved_model.tag_constants.SERVING], model)
+        signature = meta_graph.signature_def[export.DEFAULT_SIGNATURE]
+        images = sess.graph.get_tensor_by_name(signature.inputs["images"].name)
+        outputs = {key: sess.graph.get_tensor_by_name(info.name) for key, info in signature.outputs.items()}
+        return images, outputs
+    try:
+        checkpoint = restore.resolve_checkpoint(model, flag="model")
+    except UserError as e:
+        raise UserError(f"{e}; nor is it a SavedModel directory (no saved_model.pb)") from None
+    signature = export.serving_signatures()[export.DEFAULT_SIGNATURE]
+    export.restore_classifier(sess, checkpoint, flag="model")
+    return signature["inputs"]["images"], signature["outputs"]
+
+
+def classify(model, paths):
+    """One dict per file: file, class, probability (of that class) and all ten probabilities."""
+    if not paths:
+        raise UserError("no image files given: pass PNG or JPEG paths after the flags")
+    images = read_images(paths)
+    graph = tf.Graph()
+    with graph.as_default(), v1.Session(graph=graph, config=session.config()) as sess:
+        inputs, outputs = open_model(sess, model)
+        got = sess.run(outputs, {inputs: images})
+    return [{"file": path, "class": int(cls), "probability": float(p[cls]), "probabilities": p.tolist()}
+            for path, cls, p in zip(paths, got["classes"], got["probabilities"])]
+
+
+def format_line(result):
+    return f"{result['file']}: {result['class']} (probability {result['probability']:.4f})"
