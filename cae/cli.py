@@ -29,6 +29,10 @@ def _define_common(defaults):
     flags.DEFINE_bool("allow_growth", defaults.allow_growth, "GPUOptions.allow_growth of the session.")
     flags.DEFINE_integer("intra_op_threads", defaults.intra_op_threads, "Threads inside one op (0: one per core).")
     flags.DEFINE_integer("inter_op_threads", defaults.inter_op_threads, "Ops run in parallel (0: automatic).")
+    flags.DEFINE_integer("summary_every_steps", defaults.summary_every_steps,
+                         "Write the train/ scalars (loss, learning rate, images/s) every N steps.")
+    flags.DEFINE_integer("projector_images", defaults.projector_images,
+                         "First N test images whose encoder features go to the Embedding Projector (0: none).")
 
 
 def _config_from_flags(config_class):

@@ -7,7 +7,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, session, summaries, train
+from cae import data, models, projector, session, summaries, train
 
 v1 = tf.compat.v1
 
@@ -29,6 +29,8 @@ class PretrainConfig:
     allow_growth: bool = False
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    summary_every_steps: int = 20
+    projector_images: int = 2000
 
 
 def build_graph(cfg, total_steps):
@@ -38,14 +40,19 @@ def build_graph(cfg, total_steps):
         v1.set_random_seed(cfg.seed)
         images = models.image_input()
         t = models.autoencoder(images, cfg.latent_size, cfg.loss)
+        model_variables = v1.trainable_variables()
         t["global_step"] = v1.train.get_or_create_global_step()
         with v1.name_scope("Solver"):
             t["learning_rate"] = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, t["global_step"],
                                                      total_steps)
             optimizer = v1.train.AdamOptimizer(t["learning_rate"])
             t["train_op"] = optimizer.minimize(t["loss"], global_step=t["global_step"])
-        t["train_summary"] = v1.summary.scalar("train/loss", t["loss"])
-        t["image_summary"] = summaries.reconstruction_image(images, t["reconstruction"])
+        t["train_summary"] = summaries.train_scalars(t["loss"], t["learning_rate"])
+        t["epoch_summary"] = summaries.epoch_summary(
+            model_variables, {name: t[name] for name in ("conv1", "conv2", "latent")},
+            summaries.reconstruction_image(images, t["reconstruction"]))
+        if cfg.projector_images:
+            t["embedding"], t["embedding_update"] = projector.embedding(t["latent"], cfg.projector_images, "latent")
         t["init"] = v1.global_variables_initializer()
         t["saver"] = v1.train.Saver(max_to_keep=cfg.keep_checkpoints)
     return graph, t
@@ -53,12 +60,16 @@ def build_graph(cfg, total_steps):
 
 def pretrain(cfg, datasets=None):
     """Train (or resume) the autoencoder in cfg.train_dir; return the final metrics dict."""
+    summaries.check_every_steps(cfg.summary_every_steps)
     datasets = datasets or data.load(cfg.data_dir)
     train_images = datasets.train.images
+    projector_images, projector_labels = projector.subset(datasets.test, cfg.projector_images)
     os.makedirs(cfg.train_dir, exist_ok=True)
     graph, t = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(train_images), cfg.batch_size))
     with graph.as_default():  # FileWriter refuses to start outside a graph context
         writer = v1.summary.FileWriter(cfg.train_dir, graph)
+    if cfg.projector_images:
+        projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
         sess.run(t["init"])
         resumed = train.restore_latest(sess, t["saver"], cfg.train_dir)
@@ -66,18 +77,17 @@ def pretrain(cfg, datasets=None):
         if resumed:
             logging.info("resuming from %s at step %d", resumed, first_step)
 
-        def run_step(indices):
-            _, loss, summary, step = sess.run(
-                [t["train_op"], t["loss"], t["train_summary"], t["global_step"]],
-                {t["images"]: train_images[indices]})
-            writer.add_summary(summary, step)
-            return loss
+        run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"],
+                                           lambda i: {t["images"]: train_images[i]}, writer, first_step,
+                                           cfg.summary_every_steps)
 
         def on_epoch_end(epoch, step):
             val = train.evaluate(sess, {"loss": t["loss"]}, lambda i: {t["images"]: datasets.validation.images[i]},
                                  len(datasets.validation.images))
             summaries.scalars({"val/reconstruction_loss": val["loss"]}, step, writer)
-            writer.add_summary(sess.run(t["image_summary"], {t["images"]: datasets.test.images[:8]}), step)
+            writer.add_summary(sess.run(t["epoch_summary"],
+                                        {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
+            projector.refresh(sess, t, projector_images)
             logging.info("epoch %d: validation reconstruction loss %.5f", epoch, val["loss"])
             save(step)
 

@@ -1,10 +1,27 @@
-"""TensorBoard summaries built in the graph (tf.compat.v1.summary), written by a FileWriter per run."""
+"""TensorBoard summaries built in the graph (tf.compat.v1.summary), written by a FileWriter per run.
 
+Cadence: ``train/`` scalars every ``--summary_every_steps`` steps (fetching them every step would slow the hot
+loop), histograms and images once per epoch on a fixed batch, ``val/`` per epoch, ``test/`` once at the end.
+"""
+
+import time
+
+import numpy as np
 import tensorflow as tf
 
 from cae.data import IMAGE_SIZE
+from cae.errors import UserError
 
 v1 = tf.compat.v1
+
+# Summary ops go at the top of the graph, where their tags are their names (train/loss ...); the ops that only
+# prepare what they show go under this scope, so the graph tab stays readable.
+SCOPE = "SUMMARIES/"
+
+FILTER_ZOOM = 4  # each 5x5 filter pixel becomes a 4x4 block, so a filter is visible without zooming in
+FILTER_GAP = 2  # white lines between the filter tiles
+CONFUSION_CELL = 20  # pixels per confusion-matrix cell
+EPOCH_BATCH = 256  # the first validation images: the fixed batch of the per-epoch histograms and images
 
 
 def image_grid(images, rows, cols):
@@ -16,11 +33,123 @@ def image_grid(images, rows, cols):
 
 def reconstruction_image(images, reconstruction, count=8):
     """One image: the first ``count`` inputs on the top row, their reconstructions below."""
-    both = tf.concat([images[:count], reconstruction[:count]], axis=0)
-    return v1.summary.image("reconstructions/inputs_vs_outputs", image_grid(both, 2, count), max_outputs=1)
+    with v1.name_scope(SCOPE):
+        grid = image_grid(tf.concat([images[:count], reconstruction[:count]], axis=0), 2, count)
+    return v1.summary.image("reconstructions/inputs_vs_outputs", grid, max_outputs=1)
+
+
+def filter_grid(kernel, cols=4):
+    """A [k, k, 1, n] conv kernel -> one [1, H, W, 1] image of its n filters, each scaled to [0, 1] on its own
+    (so weak filters stay visible), zoomed FILTER_ZOOM times and separated by white lines."""
+    size, count = int(kernel.shape[0]), int(kernel.shape[-1])
+    rows = -(-count // cols)
+    tiles = tf.transpose(kernel[:, :, 0, :], [2, 0, 1])  # [n, k, k]
+    low = tf.reduce_min(tiles, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(tiles, axis=[1, 2], keepdims=True)
+    tiles = (tiles - low) / tf.maximum(high - low, 1e-12)
+    tiles = tf.repeat(tf.repeat(tiles, FILTER_ZOOM, axis=1), FILTER_ZOOM, axis=2)
+    tiles = tf.pad(tiles, [[0, rows * cols - count], [FILTER_GAP, 0], [FILTER_GAP, 0]], constant_values=1.0)
+    tile = size * FILTER_ZOOM + FILTER_GAP
+    grid = tf.reshape(tf.transpose(tf.reshape(tiles, [rows, cols, tile, tile]), [0, 2, 1, 3]),
+                      [rows * tile, cols * tile])
+    grid = tf.pad(grid, [[0, FILTER_GAP], [0, FILTER_GAP]], constant_values=1.0)
+    return grid[tf.newaxis, :, :, tf.newaxis]
+
+
+def filters_image(kernel, tag="filters/conv1"):
+    with v1.name_scope(SCOPE):
+        grid = filter_grid(kernel)
+    return v1.summary.image(tag, grid, max_outputs=1)
+
+
+def histograms(variables, activations):
+    """Histograms of every variable (``weights/conv1/kernel`` ...) and of the named activations
+    (``activations/conv1`` ...)."""
+    ops = [v1.summary.histogram("weights/" + v.op.name, v) for v in variables]
+    ops += [v1.summary.histogram("activations/" + name, tensor) for name, tensor in activations.items()]
+    return ops
+
+
+def epoch_summary(variables, activations, *images):
+    """Once per epoch, on a fixed batch: histograms, conv1's filters and any further image summaries, merged."""
+    conv1_kernel = next(v for v in variables if v.op.name == "conv1/kernel")
+    ops = histograms(variables, activations) + [filters_image(conv1_kernel), *images]
+    with v1.name_scope(SCOPE):
+        return v1.summary.merge(ops, name="epoch")
+
+
+def train_scalars(loss, learning_rate):
+    """The per-step scalars, fetched only every --summary_every_steps steps."""
+    ops = [v1.summary.scalar("train/loss", loss), v1.summary.scalar("train/learning_rate", learning_rate)]
+    with v1.name_scope(SCOPE):
+        return v1.summary.merge(ops, name="train")
+
+
+def check_every_steps(every_steps):
+    if every_steps < 1:
+        raise UserError(f"--summary_every_steps={every_steps}: expected a positive number of steps")
+
+
+def training_step(sess, train_op, loss, summary, feed_for, writer, first_step, every_steps, clock=time.monotonic):
+    """A ``run_step(indices) -> loss`` for train.fit that also fetches ``summary`` when the global step reaches a
+    multiple of ``every_steps``, and then writes ``train/images_per_s``: the images trained since the previous
+    summary over the time spent in these steps (feeding and running, not the epoch-end validation or saving).
+
+    The global step is counted here from ``first_step`` rather than fetched: one fetch less per step.
+    """
+    state = {"step": first_step, "images": 0, "busy": 0.0}
+
+    def run_step(indices):
+        start = clock()
+        feed = feed_for(indices)
+        state["step"] += 1
+        if state["step"] % every_steps:
+            _, loss_value = sess.run([train_op, loss], feed)
+        else:
+            _, loss_value, summary_value = sess.run([train_op, loss, summary], feed)
+        state["images"] += len(indices)
+        state["busy"] += clock() - start
+        if state["step"] % every_steps == 0:
+            writer.add_summary(summary_value, state["step"])
+            if state["busy"] > 0:
+                scalars({"train/images_per_s": state["images"] / state["busy"]}, state["step"], writer)
+            state["images"], state["busy"] = 0, 0.0
+        return loss_value
+
+    return run_step
 
 
 def scalars(values, step, writer):
     """Write python floats as scalar summaries without adding ops to the graph."""
     summary = v1.Summary(value=[v1.Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])
     writer.add_summary(summary, step)
+
+
+def encode_png(pixels):
+    """uint8 [H, W] or [H, W, C] -> PNG bytes, encoded in a throwaway graph (the toolkit never runs eagerly)."""
+    pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+    with tf.Graph().as_default(), v1.Session() as sess:
+        return sess.run(tf.io.encode_png(tf.constant(pixels, tf.uint8)))
+
+
+def image(tag, pixels, step, writer):
+    """Write a uint8 [H, W] (gray) or [H, W, 3] (RGB) numpy image as an image summary."""
+    summary = v1.Summary(value=[v1.Summary.Value(tag=tag, image=v1.Summary.Image(
+        height=pixels.shape[0], width=pixels.shape[1], colorspace=1 if pixels.ndim == 2 else pixels.shape[2],
+        encoded_image_string=encode_png(pixels)))])
+    writer.add_summary(summary, step)
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """counts[true, predicted]."""
+    counts = np.zeros([num_classes, num_classes], np.int64)
+    np.add.at(counts, (labels, predictions), 1)
+    return counts
+
+
+def confusion_pixels(counts):
+    """A confusion matrix as a gray image: row = true class, column = predicted class, each cell as bright as the
+    fraction of its row (so the diagonal is white for a perfect classifier), CONFUSION_CELL pixels square."""
+    fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    cells = np.round(fractions * 255).astype(np.uint8)
+    return np.kron(cells, np.ones([CONFUSION_CELL, CONFUSION_CELL], np.uint8))

@@ -73,6 +73,12 @@ def evaluate(sess, tensors, feed_for, num_examples, batch_size=1000):
     return {key: total / num_examples for key, total in totals.items()}
 
 
+def predict(sess, tensor, feed_for, num_examples, batch_size=1000):
+    """``tensor`` over a whole split, in large batches, concatenated along the first axis."""
+    return np.concatenate([sess.run(tensor, feed_for(np.arange(start, min(start + batch_size, num_examples))))
+                           for start in range(0, num_examples, batch_size)])
+
+
 def restore_latest(sess, saver, train_dir):
     """Restore the newest checkpoint of train_dir into the session; return its path, or None if there is none."""
     latest = tf.train.latest_checkpoint(train_dir)

@@ -8,7 +8,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, restore, session, summaries, train
+from cae import data, models, projector, restore, session, summaries, train
 
 v1 = tf.compat.v1
 
@@ -34,6 +34,8 @@ class TransferConfig:
     allow_growth: bool = False
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    summary_every_steps: int = 20
+    projector_images: int = 2000
 
 
 FROZEN_HEAD_SCOPES = "fc1,logits"
@@ -71,7 +73,11 @@ def build_graph(cfg, total_steps):
                                                      total_steps)
             optimizer = v1.train.AdamOptimizer(t["learning_rate"])
             t["train_op"] = optimizer.minimize(t["loss"], var_list=t["trained"], global_step=t["global_step"])
-        t["train_summary"] = v1.summary.scalar("train/loss", t["loss"])
+        t["train_summary"] = summaries.train_scalars(t["loss"], t["learning_rate"])
+        t["epoch_summary"] = summaries.epoch_summary(t["model_variables"],
+                                                     {name: t[name] for name in ("conv1", "conv2", "fc1")})
+        if cfg.projector_images:
+            t["embedding"], t["embedding_update"] = projector.embedding(t["fc1"], cfg.projector_images, "fc1")
         t["init"] = v1.global_variables_initializer()
         t["restore_saver"] = restore.restore_saver(t["restored"]) if t["restored"] else None
         t["saver"] = v1.train.Saver(max_to_keep=cfg.keep_checkpoints)
@@ -96,12 +102,16 @@ def initialize(sess, t, cfg):
 
 def transfer(cfg, datasets=None):
     """Train (or resume) the classifier in cfg.train_dir; return the final metrics dict."""
+    summaries.check_every_steps(cfg.summary_every_steps)
     datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels)
+    projector_images, projector_labels = projector.subset(datasets.test, cfg.projector_images)
     os.makedirs(cfg.train_dir, exist_ok=True)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
     graph, t = build_graph(cfg, total_steps)
     with graph.as_default():  # FileWriter refuses to start outside a graph context
         writer = v1.summary.FileWriter(cfg.train_dir, graph)
+    if cfg.projector_images:
+        projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
 
     def feed(split):
         return lambda i: {t["images"]: split.images[i], t["labels"]: split.labels[i]}
@@ -114,15 +124,15 @@ def transfer(cfg, datasets=None):
         first_step = int(sess.run(t["global_step"]))
         train_feed = feed(datasets.train)
 
-        def run_step(indices):
-            _, loss, summary, step = sess.run(
-                [t["train_op"], t["loss"], t["train_summary"], t["global_step"]], train_feed(indices))
-            writer.add_summary(summary, step)
-            return loss
+        run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"], train_feed, writer,
+                                           first_step, cfg.summary_every_steps)
 
         def on_epoch_end(epoch, step):
             val = train.evaluate(sess, metrics_of, feed(datasets.validation), len(datasets.validation.labels))
             summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, writer)
+            writer.add_summary(sess.run(t["epoch_summary"],
+                                        {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
+            projector.refresh(sess, t, projector_images)
             logging.info("epoch %d: validation accuracy %.4f loss %.4f", epoch, val["accuracy"], val["loss"])
             save(step)
 
@@ -135,6 +145,9 @@ def transfer(cfg, datasets=None):
         wall = time.time() - start
         test = train.evaluate(sess, metrics_of, feed(datasets.test), len(datasets.test.labels))
         summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, writer)
+        predictions = train.predict(sess, t["predictions"], feed(datasets.test), len(datasets.test.labels))
+        counts = summaries.confusion_matrix(datasets.test.labels, predictions, data.NUM_CLASSES)
+        summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts), step, writer)
     writer.close()
     trained = (step - first_step) * cfg.batch_size
     metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "steps": step,
