@@ -46,10 +46,12 @@ def embedding(features, count, name):
 
 
 def sprite(images):
-    """[N, 784] images in [0, 1] -> uint8 [S*28, S*28], S = ceil(sqrt(N)), row-major, black where none is left."""
+    """[N, 784] images in [0, 1] -> uint8 [S*28, S*28], S = ceil(sqrt(N)), row-major, white where none is left.
+
+    Dark digits on white: on the projector's white canvas, MNIST's white-on-black tiles hide each other."""
     side = math.ceil(math.sqrt(len(images)))
-    tiles = np.zeros([side * side, IMAGE_SIZE, IMAGE_SIZE], np.uint8)
-    tiles[:len(images)] = np.round(images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE) * 255)
+    tiles = np.full([side * side, IMAGE_SIZE, IMAGE_SIZE], 255, np.uint8)
+    tiles[:len(images)] = 255 - np.round(images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE) * 255)
     return tiles.reshape(side, side, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 1, 3).reshape(
         side * IMAGE_SIZE, side * IMAGE_SIZE)
 

@@ -144,7 +144,7 @@ def test_projector_files_agree(logdir, mnist_small, run_name, layer, size):
     assert vectors.shape == (PROJECTED, size) and len(labels) == PROJECTED and sprite.shape == (side * 28,) * 2
     assert labels == [str(label) for label in mnist_small.test.labels[:PROJECTED]]
     tiles = sprite.reshape(side, 28, side, 28).transpose(0, 2, 1, 3).reshape(-1, 28, 28)
-    expected = np.round(mnist_small.test.images[:PROJECTED].reshape(-1, 28, 28) * 255)
+    expected = 255 - np.round(mnist_small.test.images[:PROJECTED].reshape(-1, 28, 28) * 255)  # dark on white
     np.testing.assert_array_equal(tiles[:PROJECTED], expected)
     assert np.count_nonzero(vectors.any(axis=1)) == PROJECTED  # real features, not the zero initializer
 
@@ -161,7 +161,8 @@ def test_embedding_holds_the_checkpointed_encoders_features(logdir, mnist_small)
 
 
 def test_sprite_and_subset_limits(mnist_small):
-    assert projector.sprite(mnist_small.test.images[:5]).shape == (84, 84)  # 3x3 tiles, 4 left black
+    grid = projector.sprite(mnist_small.test.images[:5])
+    assert grid.shape == (84, 84) and (grid[28:, 56:] == 255).all()  # 3x3 tiles; empty ones stay white
     with pytest.raises(UserError, match=r"--projector_images=301: expected 0 \(no projector\) to 300"):
         projector.subset(mnist_small.test, 301)
     assert projector.subset(mnist_small.test, 0)[0].shape == (0, 784)
