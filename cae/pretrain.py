@@ -66,10 +66,10 @@ def pretrain(cfg, datasets=None):
     projector_images, projector_labels = projector.subset(datasets.test, cfg.projector_images)
     os.makedirs(cfg.train_dir, exist_ok=True)
     graph, t = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(train_images), cfg.batch_size))
-    with graph.as_default():  # FileWriter refuses to start outside a graph context
-        writer = v1.summary.FileWriter(cfg.train_dir, graph)
     if cfg.projector_images:
         projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
+    with graph.as_default():  # FileWriter refuses to start outside a graph context
+        writer = v1.summary.FileWriter(cfg.train_dir, graph)
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
         sess.run(t["init"])
         resumed = train.restore_latest(sess, t["saver"], cfg.train_dir)

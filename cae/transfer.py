@@ -108,10 +108,10 @@ def transfer(cfg, datasets=None):
     os.makedirs(cfg.train_dir, exist_ok=True)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
     graph, t = build_graph(cfg, total_steps)
-    with graph.as_default():  # FileWriter refuses to start outside a graph context
-        writer = v1.summary.FileWriter(cfg.train_dir, graph)
     if cfg.projector_images:
         projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
+    with graph.as_default():  # FileWriter refuses to start outside a graph context
+        writer = v1.summary.FileWriter(cfg.train_dir, graph)
 
     def feed(split):
         return lambda i: {t["images"]: split.images[i], t["labels"]: split.labels[i]}

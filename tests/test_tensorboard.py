@@ -160,6 +160,17 @@ def test_embedding_holds_the_checkpointed_encoders_features(logdir, mnist_small)
     np.testing.assert_allclose(stored, features, rtol=1e-5, atol=1e-6)
 
 
+def test_resuming_with_another_projector_size_is_a_user_error_that_changes_nothing(logdir, mnist_small):
+    run_dir = logdir / "cae"
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    cfg = PretrainConfig(train_dir=str(run_dir), epochs=EPOCHS + 1, batch_size=BATCH, projector_images=50)
+    with pytest.raises(UserError, match=r"--projector_images=50 cannot resume this run: .*model\.ckpt-8: cannot "
+                                        r"restore: embedding/latent has shape \[100, 20\] in the checkpoint, "
+                                        r"\[50, 20\] in the model"):
+        pretrain(cfg, mnist_small)
+    assert before == {path.name: path.read_bytes() for path in run_dir.iterdir()}  # no new event file either
+
+
 def test_sprite_and_subset_limits(mnist_small):
     grid = projector.sprite(mnist_small.test.images[:5])
     assert grid.shape == (84, 84) and (grid[28:, 56:] == 255).all()  # 3x3 tiles; empty ones stay white
