@@ -87,11 +87,11 @@ def pretrain(cfg, datasets=None):
             summaries.scalars({"val/reconstruction_loss": val["loss"]}, step, writer)
             writer.add_summary(sess.run(t["epoch_summary"],
                                         {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
-            projector.refresh(sess, t, projector_images)
             logging.info("epoch %d: validation reconstruction loss %.5f", epoch, val["loss"])
             save(step)
 
         def save(step):
+            projector.refresh(sess, t, projector_images)  # every checkpoint holds its own model's features
             train.save(sess, t["saver"], cfg.train_dir, step)
 
         start = time.time()

@@ -132,11 +132,11 @@ def transfer(cfg, datasets=None):
             summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, writer)
             writer.add_summary(sess.run(t["epoch_summary"],
                                         {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
-            projector.refresh(sess, t, projector_images)
             logging.info("epoch %d: validation accuracy %.4f loss %.4f", epoch, val["accuracy"], val["loss"])
             save(step)
 
         def save(step):
+            projector.refresh(sess, t, projector_images)  # every checkpoint holds its own model's features
             train.save(sess, t["saver"], cfg.train_dir, step)
 
         start = time.time()

@@ -34,7 +34,7 @@ def main(argv):
     del argv
     images = data.load(download_missing=False).train.images
     cfg = PretrainConfig(batch_size=FLAGS.batch_size, projector_images=0)
-    graph, t = build_graph(cfg)
+    graph, t = build_graph(cfg, total_steps=FLAGS.rounds * len(FLAGS.every) * (FLAGS.steps + 1))
     results = {every: [] for every in FLAGS.every}
     with tempfile.TemporaryDirectory() as logdir, graph.as_default(), \
             v1.Session(graph=graph, config=session.config_for(cfg)) as sess:

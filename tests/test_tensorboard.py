@@ -50,7 +50,7 @@ def logdir(tmp_path_factory, mnist_small):
     """A short pretrain and a short frozen-conv transfer from it, side by side as TensorBoard runs."""
     root = tmp_path_factory.mktemp("logs")
     common = dict(epochs=EPOCHS, batch_size=BATCH, summary_every_steps=EVERY, projector_images=PROJECTED)
-    pretrain(PretrainConfig(train_dir=str(root / "cae"), **common), mnist_small)
+    pretrain(PretrainConfig(train_dir=str(root / "cae"), save_every_steps=3, **common), mnist_small)
     transfer(TransferConfig(train_dir=str(root / "transfer"), checkpoint_path=str(root / "cae"), **common),
              mnist_small)
     return root
@@ -71,7 +71,9 @@ def test_autoencoder_run_scalars_histograms_images_graph(logdir, mnist_small):
     assert {tag: [e.step for e in run.Scalars(tag)] for tag in run.Tags()["scalars"]} == {
         "train/loss": TRAIN_STEPS, "train/learning_rate": TRAIN_STEPS, "train/images_per_s": TRAIN_STEPS,
         "val/reconstruction_loss": EPOCH_STEPS, "test/reconstruction_loss": [8]}
-    assert [e.value for e in run.Scalars("train/learning_rate")] == [pytest.approx(1e-3)] * 2
+    # the rate of the step that reached the logged global step: cosine decay from 1e-3 over the 8 steps
+    assert [e.value for e in run.Scalars("train/learning_rate")] == [
+        pytest.approx(1e-3 * (1 + math.cos(math.pi * (step - 1) / 8)) / 2) for step in TRAIN_STEPS]
     assert all(e.value > 0 for e in run.Scalars("train/images_per_s"))
     assert sorted(run.Tags()["histograms"]) == sorted(
         [f"weights/{layer}/{v}" for layer in HISTOGRAMS["cae"] for v in ("kernel", "bias")]
@@ -149,15 +151,17 @@ def test_projector_files_agree(logdir, mnist_small, run_name, layer, size):
     assert np.count_nonzero(vectors.any(axis=1)) == PROJECTED  # real features, not the zero initializer
 
 
-def test_embedding_holds_the_checkpointed_encoders_features(logdir, mnist_small):
-    cfg = PretrainConfig(projector_images=PROJECTED)
-    graph, t = build_graph(cfg)
-    checkpoint = tf.train.latest_checkpoint(str(logdir / "cae"))
+def test_every_checkpoint_holds_its_own_encoders_features(logdir, mnist_small):
+    """Refreshed before each save, mid-epoch ones (--save_every_steps=3: step 3) included."""
+    graph, t = build_graph(PretrainConfig(projector_images=PROJECTED), total_steps=8)
+    checkpoints = tf.train.get_checkpoint_state(str(logdir / "cae")).all_model_checkpoint_paths
+    assert [int(c.rsplit("-", 1)[1]) for c in checkpoints] == [3, 4, 6, 8]
     with graph.as_default(), v1.Session(graph=graph) as sess:
-        t["saver"].restore(sess, checkpoint)
-        features = sess.run(t["latent"], {t["images"]: mnist_small.test.images[:PROJECTED]})
-    stored = tf.train.load_checkpoint(checkpoint).get_tensor("embedding/latent")
-    np.testing.assert_allclose(stored, features, rtol=1e-5, atol=1e-6)
+        for checkpoint in checkpoints:
+            t["saver"].restore(sess, checkpoint)
+            features = sess.run(t["latent"], {t["images"]: mnist_small.test.images[:PROJECTED]})
+            stored = tf.train.load_checkpoint(checkpoint).get_tensor("embedding/latent")
+            np.testing.assert_allclose(stored, features, rtol=1e-5, atol=1e-6, err_msg=checkpoint)
 
 
 def test_resuming_with_another_projector_size_is_a_user_error_that_changes_nothing(logdir, mnist_small):
