@@ -4,7 +4,9 @@ Cadence: ``train/`` scalars every ``--summary_every_steps`` steps (fetching them
 loop), histograms and images once per epoch on a fixed batch, ``val/`` per epoch, ``test/`` once at the end.
 """
 
+import struct
 import time
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -126,17 +128,26 @@ def scalars(values, step, writer):
 
 
 def encode_png(pixels):
-    """uint8 [H, W] or [H, W, C] -> PNG bytes, encoded in a throwaway graph (the toolkit never runs eagerly)."""
-    pixels = pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
-    with tf.Graph().as_default(), v1.Session() as sess:
-        return sess.run(tf.io.encode_png(tf.constant(pixels, tf.uint8)))
+    """uint8 [H, W] gray pixels -> PNG bytes, with zlib alone.
+
+    Not tf.io.encode_png: that needs a Session or the eager runtime, and either would claim GPU memory outside
+    the run's --gpu_memory_fraction.
+    """
+    pixels = np.ascontiguousarray(pixels, np.uint8)
+    height, width = pixels.shape
+
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray, no interlace
+    rows = b"".join(b"\x00" + row.tobytes() for row in pixels)  # each row: filter type 0, then its bytes
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def image(tag, pixels, step, writer):
-    """Write a uint8 [H, W] (gray) or [H, W, 3] (RGB) numpy image as an image summary."""
+    """Write a uint8 [H, W] gray numpy image as an image summary."""
     summary = v1.Summary(value=[v1.Summary.Value(tag=tag, image=v1.Summary.Image(
-        height=pixels.shape[0], width=pixels.shape[1], colorspace=1 if pixels.ndim == 2 else pixels.shape[2],
-        encoded_image_string=encode_png(pixels)))])
+        height=pixels.shape[0], width=pixels.shape[1], colorspace=1, encoded_image_string=encode_png(pixels)))])
     writer.add_summary(summary, step)
 
 

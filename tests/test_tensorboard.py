@@ -175,6 +175,11 @@ def test_resuming_with_another_projector_size_is_a_user_error_that_changes_nothi
     assert before == {path.name: path.read_bytes() for path in run_dir.iterdir()}  # no new event file either
 
 
+def test_png_encoder_round_trips_through_tensorflows_decoder():
+    pixels = np.random.default_rng(0).integers(0, 256, size=(37, 53), dtype=np.uint8)
+    np.testing.assert_array_equal(tf.io.decode_png(summaries.encode_png(pixels)).numpy()[:, :, 0], pixels)
+
+
 def test_sprite_and_subset_limits(mnist_small):
     grid = projector.sprite(mnist_small.test.images[:5])
     assert grid.shape == (84, 84) and (grid[28:, 56:] == 255).all()  # 3x3 tiles; empty ones stay white
