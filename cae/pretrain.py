@@ -7,7 +7,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, projector, session, summaries, train
+from cae import data, models, pipeline, projector, session, summaries, train
 
 v1 = tf.compat.v1
 
@@ -38,8 +38,10 @@ def build_graph(cfg, total_steps):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(cfg.seed)
-        images = models.image_input()
+        t_input = pipeline.build(with_labels=False)
+        images = t_input["images"]
         t = models.autoencoder(images, cfg.latent_size, cfg.loss)
+        t["input"] = t_input
         model_variables = v1.trainable_variables()
         t["global_step"] = v1.train.get_or_create_global_step()
         with v1.name_scope("Solver"):
@@ -77,13 +79,15 @@ def pretrain(cfg, datasets=None):
         if resumed:
             logging.info("resuming from %s at step %d", resumed, first_step)
 
+        def on_epoch_start(indices):
+            pipeline.start(sess, t["input"], datasets.train, indices, cfg.batch_size)
+
         run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"],
-                                           lambda i: {t["images"]: train_images[i]}, writer, first_step,
-                                           cfg.summary_every_steps)
+                                           lambda indices: None,  # the pipeline brings the batch
+                                           writer, first_step, cfg.summary_every_steps)
 
         def on_epoch_end(epoch, step):
-            val = train.evaluate(sess, {"loss": t["loss"]}, lambda i: {t["images"]: datasets.validation.images[i]},
-                                 len(datasets.validation.images))
+            val = pipeline.evaluate(sess, t["input"], {"loss": t["loss"]}, datasets.validation)
             summaries.scalars({"val/reconstruction_loss": val["loss"]}, step, writer)
             writer.add_summary(sess.run(t["epoch_summary"],
                                         {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
@@ -96,10 +100,9 @@ def pretrain(cfg, datasets=None):
 
         start = time.time()
         step = train.fit(run_step, len(train_images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
-                         on_epoch_end, cfg.save_every_steps, save)
+                         on_epoch_end, cfg.save_every_steps, save, on_epoch_start)
         wall = time.time() - start
-        test = train.evaluate(sess, {"loss": t["loss"]}, lambda i: {t["images"]: datasets.test.images[i]},
-                              len(datasets.test.images))
+        test = pipeline.evaluate(sess, t["input"], {"loss": t["loss"]}, datasets.test)
         summaries.scalars({"test/reconstruction_loss": test["loss"]}, step, writer)
     writer.close()
     trained = (step - first_step) * cfg.batch_size

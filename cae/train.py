@@ -34,10 +34,12 @@ def steps_per_epoch(num_examples, batch_size):
 
 
 def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_end=None, save_every_steps=0,
-        save=None):
+        save=None, on_epoch_start=None):
     """Run ``run_step(indices) -> loss`` over shuffled batches from ``first_step`` up to ``epochs`` epochs.
 
     ``first_step`` is the restored global step, so an interrupted run continues mid-epoch where it stopped.
+    ``on_epoch_start(indices)`` gets the order of the rest of the epoch before its first step (a tf.data loop
+    starts its iterator with it; its ``run_step`` then ignores the batch indices a feed_dict loop needs).
     ``on_epoch_end(epoch, step)`` runs after each completed epoch; ``save(step)`` also runs every
     ``save_every_steps`` steps inside an epoch (0: never). Returns the last step.
     """
@@ -48,6 +50,8 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
     while step < total:
         epoch = step // per_epoch
         order = epoch_order(num_examples, epoch, seed)
+        if on_epoch_start:
+            on_epoch_start(order[step % per_epoch * batch_size:])
         for batch in range(step % per_epoch, per_epoch):
             loss = run_step(order[batch * batch_size:(batch + 1) * batch_size])
             step += 1

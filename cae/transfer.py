@@ -8,7 +8,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, projector, restore, session, summaries, train
+from cae import data, models, pipeline, projector, restore, session, summaries, train
 
 v1 = tf.compat.v1
 
@@ -57,10 +57,10 @@ def build_graph(cfg, total_steps):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(cfg.seed)
-        images = models.image_input()
-        labels = v1.placeholder(tf.int64, [None], name="LABELS")
-        t = models.classifier(images)
-        t["labels"] = labels
+        t_input = pipeline.build(with_labels=True)
+        labels = t_input["labels"]
+        t = models.classifier(t_input["images"])
+        t["labels"], t["input"] = labels, t_input
         t["loss"], t["accuracy"] = models.classification_loss(t["logits"], labels)
         # Captured before the optimizer exists: the model's own weights, never slots or global_step.
         t["model_variables"] = v1.trainable_variables()
@@ -113,22 +113,22 @@ def transfer(cfg, datasets=None):
     with graph.as_default():  # FileWriter refuses to start outside a graph context
         writer = v1.summary.FileWriter(cfg.train_dir, graph)
 
-    def feed(split):
-        return lambda i: {t["images"]: split.images[i], t["labels"]: split.labels[i]}
-
     metrics_of = {"loss": t["loss"], "accuracy": t["accuracy"]}
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
         for line in initialize(sess, t, cfg):
             logging.info("%s", line)
         logging.info("training: %s", ", ".join(v.op.name for v in t["trained"]))
         first_step = int(sess.run(t["global_step"]))
-        train_feed = feed(datasets.train)
 
-        run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"], train_feed, writer,
-                                           first_step, cfg.summary_every_steps)
+        def on_epoch_start(indices):
+            pipeline.start(sess, t["input"], datasets.train, indices, cfg.batch_size)
+
+        run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"],
+                                           lambda indices: None,  # the pipeline brings the batch
+                                           writer, first_step, cfg.summary_every_steps)
 
         def on_epoch_end(epoch, step):
-            val = train.evaluate(sess, metrics_of, feed(datasets.validation), len(datasets.validation.labels))
+            val = pipeline.evaluate(sess, t["input"], metrics_of, datasets.validation)
             summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, writer)
             writer.add_summary(sess.run(t["epoch_summary"],
                                         {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
@@ -141,11 +141,11 @@ def transfer(cfg, datasets=None):
 
         start = time.time()
         step = train.fit(run_step, len(datasets.train.labels), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
-                         on_epoch_end, cfg.save_every_steps, save)
+                         on_epoch_end, cfg.save_every_steps, save, on_epoch_start)
         wall = time.time() - start
-        test = train.evaluate(sess, metrics_of, feed(datasets.test), len(datasets.test.labels))
+        test = pipeline.evaluate(sess, t["input"], metrics_of, datasets.test)
         summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, writer)
-        predictions = train.predict(sess, t["predictions"], feed(datasets.test), len(datasets.test.labels))
+        predictions = pipeline.predict(sess, t["input"], t["predictions"], datasets.test)
         counts = summaries.confusion_matrix(datasets.test.labels, predictions, data.NUM_CLASSES)
         summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts), step, writer)
     writer.close()
