@@ -134,3 +134,28 @@ def inspect_main():
     def work():
         print("\n".join(inspect(FLAGS.checkpoint_path, FLAGS.against, FLAGS.latent_size)))
     _run_main(work)
+
+
+def benchmark_main():
+    from cae.benchmark import BenchmarkConfig, run, table
+    defaults = BenchmarkConfig()
+    flags.DEFINE_string("data_dir", defaults.data_dir, "Directory with the four MNIST IDX .gz files.")
+    flags.DEFINE_string("output", defaults.output, "Where the JSON report goes.")
+    flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per step, every case.")
+    flags.DEFINE_integer("warmup_steps", defaults.warmup_steps, "Untimed steps before the timed blocks.")
+    flags.DEFINE_integer("timed_steps", defaults.timed_steps, "Steps per timed block.")
+    flags.DEFINE_integer("repeats", defaults.repeats, "Timed blocks per case; the table shows their median.")
+    flags.DEFINE_integer("rss_pretrain_epochs", defaults.rss_pretrain_epochs,
+                         "Epochs of the full-MNIST pretrain run in a child process for its peak RSS (0: skip).")
+    flags.DEFINE_integer("intra_op_threads", defaults.intra_op_threads, "Threads inside one op (0: one per core).")
+    flags.DEFINE_integer("inter_op_threads", defaults.inter_op_threads, "Ops run in parallel (0: automatic).")
+    flags.DEFINE_bool("quick", defaults.quick, "A few steps on 1,024 images, no pretrain child: a CI smoke run.")
+
+    def work():
+        report = run(_config_from_flags(BenchmarkConfig))
+        print(table(report))
+        if "pretrain_peak_rss_mb" in report:
+            print(f"peak RSS of a {FLAGS.rss_pretrain_epochs}-epoch full-MNIST pretrain: "
+                  f"{report['pretrain_peak_rss_mb']:,.0f} MiB")
+        print(f"wrote {FLAGS.output}")
+    _run_main(work)

@@ -1,0 +1,318 @@
+"""Images/s of the toolkit's graph-mode steps against Keras 3 ``model.fit`` on the same model, data and batch size.
+
+One case is one function ``case(cfg, split, sessions) -> block``: it builds its model (entering any Session into
+the ``sessions`` ExitStack) and returns ``block()``, which runs ``warmup_steps`` untimed steps then ``timed_steps``
+timed ones and returns images/s by wall clock and per CPU-second. Blocks of all cases take turns, ``repeats``
+rounds, all in this process; the table shows each case's median and its ratio to the Keras case it is paired
+with. Images per CPU-second (all threads of this process) is the steadier number on a shared machine. Peak RSS
+of a full-MNIST pretrain is measured in a child process (``scripts/pretrain_cae.py``), so the benchmark's own
+models do not count towards it.
+"""
+
+import contextlib
+import dataclasses
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from cae import data, models, pipeline, session, summaries, train
+from cae.errors import UserError
+from cae.pretrain import PretrainConfig, build_graph as build_autoencoder
+from cae.transfer import FROZEN_HEAD_SCOPES, TransferConfig, build_graph as build_classifier
+
+v1 = tf.compat.v1
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@dataclasses.dataclass
+class BenchmarkConfig:
+    data_dir: str = None
+    output: str = "reports/benchmark.json"
+    batch_size: int = 128
+    warmup_steps: int = 20
+    timed_steps: int = 100
+    repeats: int = 3
+    rss_pretrain_epochs: int = 2  # epochs of the child full-MNIST pretrain whose peak RSS is reported; 0: skip
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    quick: bool = False  # CI: a few steps, 1 repeat, 1,024 images, no pretrain child
+
+
+def quick_config(cfg):
+    """--quick: every case still runs, on 1,024 images, for a few steps."""
+    return dataclasses.replace(cfg, warmup_steps=2, timed_steps=3, repeats=1, rss_pretrain_epochs=0)
+
+
+def _stream_length(cfg):
+    """Examples a case draws over all its blocks."""
+    return cfg.repeats * (cfg.warmup_steps + cfg.timed_steps) * cfg.batch_size
+
+
+def _index_stream(num_examples, count, seed=0):
+    """``count`` example indices: shuffled epochs back to back, as training sees them."""
+    epochs = -(-count // num_examples)
+    return np.concatenate([train.epoch_order(num_examples, e, seed) for e in range(epochs)])[:count]
+
+
+def _now():
+    """Wall clock, and CPU time of this process (all its threads)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _rates(start, cfg):
+    """Images/s by wall clock and per CPU-second of one timed block that began at ``start``."""
+    wall, cpu = (b - a for a, b in zip(start, _now()))
+    images = cfg.timed_steps * cfg.batch_size
+    return {"images_per_s": images / wall, "images_per_cpu_s": images / cpu}
+
+
+def _block(step, cfg):
+    """A timed block: ``warmup_steps`` untimed calls of ``step()``, then ``timed_steps`` timed ones."""
+    def block():
+        for _ in range(cfg.warmup_steps):
+            step()
+        start = _now()
+        for _ in range(cfg.timed_steps):
+            step()
+        return _rates(start, cfg)
+    return block
+
+
+def _session_config(cfg):
+    return session.config(intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)
+
+
+def _session(graph, cfg, sessions):
+    """A Session closed when ``sessions`` exits; never made the default, since Keras cases run eagerly beside it."""
+    sess = v1.Session(graph=graph, config=_session_config(cfg))
+    sessions.callback(sess.close)
+    return sess
+
+
+def _training_step(graph, t, model_cfg, cfg, sessions, feed_for):
+    """The toolkit's own step (summaries.training_step: train/ summaries every --summary_every_steps, into a
+    throwaway event file) -> (session, ``step(indices)``)."""
+    sess = _session(graph, cfg, sessions)
+    sess.run(t["init"])
+    log_dir = sessions.enter_context(tempfile.TemporaryDirectory())
+    with graph.as_default():
+        writer = v1.summary.FileWriter(log_dir)
+    sessions.callback(writer.close)
+    return sess, summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"], feed_for, writer, 0,
+                                         model_cfg.summary_every_steps)
+
+
+def _graph_training(graph, t, model_cfg, cfg, split, sessions):
+    """Blocks of the training loop fed by the tf.data pipeline over ``split``."""
+    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions, lambda indices: None)
+    pipeline.start(sess, t["input"], split, _index_stream(len(split.images), _stream_length(cfg)), cfg.batch_size)
+    batch = np.arange(cfg.batch_size)  # only its length counts: the pipeline brings the images
+    return _block(lambda: train_step(batch), cfg)
+
+
+def _batch_indices(cfg, split):
+    """The example indices of each batch, as a feed_dict loop or an inference client takes them."""
+    return iter(_index_stream(len(split.images), _stream_length(cfg)).reshape(-1, cfg.batch_size))
+
+
+def _autoencoder_config(cfg):
+    return PretrainConfig(batch_size=cfg.batch_size)
+
+
+def _classifier_config(cfg):
+    """conv1/conv2 frozen (not in the optimizer's var_list), fc1/logits trained: transfer's default."""
+    return TransferConfig(batch_size=cfg.batch_size, trainable_scopes=FROZEN_HEAD_SCOPES)
+
+
+def _total_steps(cfg):
+    """The schedule's length (cosine decay by default): the steps the benchmark runs."""
+    return _stream_length(cfg) // cfg.batch_size
+
+
+def autoencoder_training(cfg, split, sessions):
+    model_cfg = _autoencoder_config(cfg)
+    graph, t = build_autoencoder(model_cfg, _total_steps(cfg))
+    return _graph_training(graph, t, model_cfg, cfg, split, sessions)
+
+
+def autoencoder_training_feed_dict(cfg, split, sessions):
+    """The same loop as before tf.data: a numpy batch fed through ``IMAGE_IN`` every step."""
+    model_cfg = _autoencoder_config(cfg)
+    graph, t = build_autoencoder(model_cfg, _total_steps(cfg))
+    _, train_step = _training_step(graph, t, model_cfg, cfg, sessions, lambda i: {t["images"]: split.images[i]})
+    batches = _batch_indices(cfg, split)
+    return _block(lambda: train_step(next(batches)), cfg)
+
+
+def frozen_classifier_training(cfg, split, sessions):
+    model_cfg = _classifier_config(cfg)
+    graph, t = build_classifier(model_cfg, _total_steps(cfg))
+    return _graph_training(graph, t, model_cfg, cfg, split, sessions)
+
+
+def classifier_inference(cfg, split, sessions):
+    """Class probabilities for numpy batches fed through ``IMAGE_IN``, the inference/export path."""
+    graph = tf.Graph()
+    with graph.as_default():
+        t = models.classifier(models.image_input())
+        init = v1.global_variables_initializer()
+    sess = _session(graph, cfg, sessions)
+    sess.run(init)
+    predict = sess.make_callable(t["probabilities"], feed_list=[t["images"]])
+    batches = _batch_indices(cfg, split)
+    return _block(lambda: predict(split.images[next(batches)]), cfg)
+
+
+def _keras_clock(cfg, keras, result):
+    """A callback timing batches ``warmup_steps`` to ``warmup_steps + timed_steps`` into ``result``, then stopping
+    fit (which would otherwise finish its epoch)."""
+    seen, start = [0], [_now()]  # start is reset when the warm-up ends
+
+    def tick(batch, logs=None):
+        seen[0] += 1
+        if seen[0] == cfg.warmup_steps:
+            start[0] = _now()
+        elif seen[0] == cfg.warmup_steps + cfg.timed_steps:
+            result.update(_rates(start[0], cfg))
+            callback.model.stop_training = True
+
+    callback = keras.callbacks.LambdaCallback(on_train_batch_end=tick, on_predict_batch_end=tick)
+    return callback
+
+
+def _keras_adam(model_cfg, cfg):
+    from cae import baseline
+    return baseline.adam(model_cfg.learning_rate, model_cfg.lr_schedule, _total_steps(cfg))
+
+
+def _keras_fit(model, cfg, split, targets):
+    import keras
+    epochs = -(-(cfg.warmup_steps + cfg.timed_steps) // train.steps_per_epoch(len(split.images), cfg.batch_size))
+
+    def block():
+        result = {}
+        model.fit(split.images, targets, batch_size=cfg.batch_size, epochs=epochs, shuffle=True, verbose=0,
+                  callbacks=[_keras_clock(cfg, keras, result)])
+        return result
+    return block
+
+
+def keras_autoencoder_training(cfg, split, sessions):
+    from cae import baseline
+    optimizer = _keras_adam(_autoencoder_config(cfg), cfg)
+    return _keras_fit(baseline.autoencoder(optimizer), cfg, split, split.images)
+
+
+def keras_frozen_classifier_training(cfg, split, sessions):
+    from cae import baseline
+    optimizer = _keras_adam(_classifier_config(cfg), cfg)
+    return _keras_fit(baseline.classifier(optimizer, frozen_convs=True), cfg, split, split.labels)
+
+
+def keras_classifier_inference(cfg, split, sessions):
+    import keras
+    from cae import baseline
+    model = baseline.classifier(_keras_adam(_classifier_config(cfg), cfg))
+    batches = _batch_indices(cfg, split)
+    steps = cfg.warmup_steps + cfg.timed_steps
+
+    def block():
+        result = {}
+        images = split.images[np.concatenate([next(batches) for _ in range(steps)])]
+        model.predict(images, batch_size=cfg.batch_size, verbose=0, callbacks=[_keras_clock(cfg, keras, result)])
+        return result
+    return block
+
+
+# (name, case, the Keras case it is compared with). Head training on cached features (issue #4) is one more row.
+CASES = [
+    ("autoencoder training (tf.data)", autoencoder_training, "keras autoencoder model.fit"),
+    ("autoencoder training (feed_dict)", autoencoder_training_feed_dict, "keras autoencoder model.fit"),
+    ("frozen-conv classifier training", frozen_classifier_training, "keras frozen-conv classifier model.fit"),
+    ("classifier inference (IMAGE_IN feed)", classifier_inference, "keras classifier model.predict"),
+    ("keras autoencoder model.fit", keras_autoencoder_training, None),
+    ("keras frozen-conv classifier model.fit", keras_frozen_classifier_training, None),
+    ("keras classifier model.predict", keras_classifier_inference, None),
+]
+
+
+def pretrain_peak_rss_mb(cfg):
+    """Peak RSS of ``scripts/pretrain_cae.py`` on full MNIST in a child process (its ru_maxrss, in MiB)."""
+    with tempfile.TemporaryDirectory() as train_dir:
+        command = [sys.executable, os.path.join(REPO, "scripts", "pretrain_cae.py"),
+                   f"--epochs={cfg.rss_pretrain_epochs}", f"--train_dir={train_dir}",
+                   f"--intra_op_threads={cfg.intra_op_threads}", f"--inter_op_threads={cfg.inter_op_threads}"]
+        if cfg.data_dir:
+            command.append(f"--data_dir={cfg.data_dir}")
+        start = time.time()
+        child = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.time() - start
+    if child.returncode:
+        last = (child.stderr.strip().splitlines() or ["no message"])[-1]
+        raise UserError(f"--rss_pretrain_epochs: the pretrain child {' '.join(command[1:3])} failed ({last})")
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, wall
+
+
+def run(cfg):
+    """Run every case; return the report dict (also written to cfg.output as JSON)."""
+    if cfg.quick:
+        cfg = quick_config(cfg)
+    for flag in ("batch_size", "timed_steps", "repeats", "warmup_steps", "rss_pretrain_epochs"):
+        smallest = 0 if flag in ("warmup_steps", "rss_pretrain_epochs") else 1
+        if getattr(cfg, flag) < smallest:
+            raise UserError(f"--{flag}={getattr(cfg, flag)}: expected an integer >= {smallest}")
+    if cfg.intra_op_threads or cfg.inter_op_threads:  # Keras runs eagerly: its threads are set process-wide
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(cfg.inter_op_threads)
+    split = data.load(cfg.data_dir).train
+    if cfg.quick:
+        split = data.Split(split.images[:1024], split.labels[:1024])
+    # Round-robin: block r of every case runs before block r + 1 of any, so a busy neighbour on a shared
+    # machine slows all cases alike rather than whichever happened to run then.
+    with contextlib.ExitStack() as sessions:
+        blocks = {name: case(cfg, split, sessions) for name, case, _ in CASES}
+        runs = {name: [] for name in blocks}
+        for _ in range(cfg.repeats):
+            for name, block in blocks.items():
+                runs[name].append(block())
+    results = {}
+    for name in runs:
+        results[name] = {key: statistics.median(run[key] for run in runs[name])
+                         for key in ("images_per_s", "images_per_cpu_s")}
+        results[name]["runs"] = runs[name]
+    for name, _, baseline_name in CASES:
+        if baseline_name:
+            for key in ("images_per_s", "images_per_cpu_s"):
+                results[name][f"vs_keras_{key}"] = results[name][key] / results[baseline_name][key]
+    report = {"config": dataclasses.asdict(cfg), "results": results,
+              "benchmark_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+              "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                          "tensorflow": tf.__version__, "python": platform.python_version()}}
+    if cfg.rss_pretrain_epochs:
+        report["pretrain_peak_rss_mb"], report["pretrain_wall_s"] = pretrain_peak_rss_mb(cfg)
+    import keras
+    report["machine"]["keras"] = keras.__version__
+    if os.path.dirname(cfg.output):
+        os.makedirs(os.path.dirname(cfg.output), exist_ok=True)
+    train.write_json(cfg.output, report)
+    return report
+
+
+def table(report):
+    """The report as a markdown table: medians by wall clock and per CPU-second, and ratios to Keras 3."""
+    lines = ["| case | images/s | images/CPU-s | wall-clock runs | vs Keras 3 (wall) | vs Keras 3 (CPU) |",
+             "|---|---:|---:|---|---:|---:|"]
+    for name, r in report["results"].items():
+        runs = ", ".join(f"{run['images_per_s']:,.0f}" for run in r["runs"])
+        ratios = [f"{r[k]:.2f}x" if k in r else "" for k in ("vs_keras_images_per_s", "vs_keras_images_per_cpu_s")]
+        lines.append(f"| {name} | {r['images_per_s']:,.0f} | {r['images_per_cpu_s']:,.0f} | {runs} | "
+                     f"{' | '.join(ratios)} |")
+    return "\n".join(lines)
