@@ -84,9 +84,19 @@ def read_idx_gz(path, expected_magic):
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def to_float(pixels):
-    """uint8 pixels -> float32 in [0, 1]: the scale every model here is trained and fed on."""
-    return pixels.astype(np.float32) / 255.0
+def to_float(pixels, alignment=64):
+    """uint8 pixels -> float32 in [0, 1]: the scale every model here is trained and fed on.
+
+    The result lies in a buffer aligned to ``alignment`` bytes: TensorFlow feeds an aligned array without copying
+    it (Eigen's alignment, 64 bytes with AVX-512), which keeps a second copy of the training set out of the tf.data
+    pipeline. An image row is 3,136 = 49 x 64 bytes, so slices of whole rows (validation, --num_labels) stay aligned.
+    """
+    size = pixels.size * np.dtype(np.float32).itemsize
+    raw = np.empty(size + alignment, np.uint8)
+    offset = -raw.ctypes.data % alignment
+    scaled = raw[offset:offset + size].view(np.float32).reshape(pixels.shape)
+    np.divide(pixels, np.float32(255), out=scaled, dtype=np.float32)  # = pixels.astype(np.float32) / 255.0
+    return scaled
 
 
 def load_split(data_dir, split):

@@ -101,3 +101,13 @@ def test_checksums_match_shared_sha256sums(mnist_dir):
     assert listed == data.MNIST_SHA256
     with gzip.open(os.path.join(mnist_dir, "t10k-labels-idx1-ubyte.gz")) as f:
         assert hashlib.sha256(f.read()).hexdigest() == data.MNIST_SHA256["t10k-labels-idx1-ubyte"]
+
+
+def test_scaled_images_are_aligned_for_zero_copy_feeds(tmp_path, mnist):
+    arrays = write_tiny_mnist(tmp_path, n_train=12)
+    ds = data.load(str(tmp_path), validation_size=5, num_labels=3, download_missing=False)
+    for images in (ds.train.images, ds.validation.images, ds.test.images, mnist.train.images,
+                   mnist.validation.images):
+        assert images.ctypes.data % 64 == 0 and images.dtype == np.float32 and images.shape[1] == 784
+    np.testing.assert_array_equal(ds.validation.images,
+                                  arrays["train"][0][7:].reshape(5, 784).astype(np.float32) / 255.0)
