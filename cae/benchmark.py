@@ -272,6 +272,9 @@ def run(cfg):
     if cfg.intra_op_threads or cfg.inter_op_threads:  # Keras runs eagerly: its threads are set process-wide
         tf.config.threading.set_intra_op_parallelism_threads(cfg.intra_op_threads)
         tf.config.threading.set_inter_op_parallelism_threads(cfg.inter_op_threads)
+    # The child goes first, while this process is small: a child's ru_maxrss also counts the resident pages of
+    # the parent it was forked from.
+    pretrain_rss = pretrain_peak_rss_mb(cfg) if cfg.rss_pretrain_epochs else None
     split = data.load(cfg.data_dir).train
     if cfg.quick:
         split = data.Split(split.images[:1024], split.labels[:1024])
@@ -296,8 +299,8 @@ def run(cfg):
               "benchmark_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                           "tensorflow": tf.__version__, "python": platform.python_version()}}
-    if cfg.rss_pretrain_epochs:
-        report["pretrain_peak_rss_mb"], report["pretrain_wall_s"] = pretrain_peak_rss_mb(cfg)
+    if pretrain_rss:
+        report["pretrain_peak_rss_mb"], report["pretrain_wall_s"] = pretrain_rss
     import keras
     report["machine"]["keras"] = keras.__version__
     if os.path.dirname(cfg.output):
