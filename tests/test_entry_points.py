@@ -22,6 +22,7 @@ OWN_FLAGS = {
     "cae-export": ["--checkpoint_path", "--export_dir"],
     "cae-predict": ["--model", "--[no]json"],
     "cae-inspect": ["--checkpoint_path", "--against", "--latent_size"],
+    "cae-benchmark": ["--[no]quick", "--timed_steps", "--rss_pretrain_epochs"],
 }
 
 
@@ -44,6 +45,7 @@ def test_setup_cfg_declares_the_commands():
     assert ENTRY_POINTS["cae-export"] == "cae.cli:export_main"
     assert ENTRY_POINTS["cae-predict"] == "cae.cli:predict_main"
     assert ENTRY_POINTS["cae-inspect"] == "cae.cli:inspect_main"
+    assert ENTRY_POINTS["cae-benchmark"] == "cae.cli:benchmark_main"
 
 
 @pytest.mark.parametrize("name", sorted(OWN_FLAGS))
