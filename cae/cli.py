@@ -2,11 +2,14 @@
 number of cae modules can be imported in one process (tests do)."""
 
 import dataclasses
+import math
+import os
 import sys
 
 from absl import app, flags, logging
 
 from cae.errors import UserError
+from cae.interrupt import Interrupted
 
 FLAGS = flags.FLAGS
 
@@ -33,6 +36,32 @@ def _define_common(defaults):
                          "Write the train/ scalars (loss, learning rate, images/s) every N steps.")
     flags.DEFINE_integer("projector_images", defaults.projector_images,
                          "First N test images whose encoder features go to the Embedding Projector (0: none).")
+    flags.DEFINE_bool("download", defaults.download,
+                      "Download missing MNIST files from the public mirrors (--nodownload: fail instead).")
+    _validate("epochs", lambda v: v >= 0, "expected an integer >= 0")
+    _validate("batch_size", lambda v: v >= 1, "expected an integer >= 1")
+    _validate("learning_rate", lambda v: 0 < v < math.inf, "expected a number > 0")
+    _validate("keep_checkpoints", lambda v: v >= 1, "expected an integer >= 1")
+    _validate("save_every_steps", lambda v: v >= 0, "expected an integer >= 0 (0: at the end of each epoch only)")
+    _validate("gpu_memory_fraction", lambda v: 0 < v <= 1, "expected a fraction in (0, 1]")
+    _validate("intra_op_threads", lambda v: v >= 0, "expected an integer >= 0 (0: one per core)")
+    _validate("inter_op_threads", lambda v: v >= 0, "expected an integer >= 0 (0: automatic)")
+    _validate("summary_every_steps", lambda v: v >= 1, "expected an integer >= 1")
+    _validate("projector_images", lambda v: v >= 0, "expected an integer >= 0 (0: no projector)")
+
+
+def _validate(name, is_valid, expected):
+    """absl validator: a bad value stops the program at flag parsing, before any graph or directory exists."""
+    flags.register_validator(name, lambda value: value is None or is_valid(value), message=expected)
+
+
+def _parse_flags(argv):
+    """Parse flags; a bad one is one line on stderr and exit 2 (absl's own parser prints two lines, exit 1)."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
 
 
 def _config_from_flags(config_class):
@@ -40,12 +69,13 @@ def _config_from_flags(config_class):
 
 
 def _run_main(work, takes_arguments=False):
-    """app.run ``work()`` (``work(arguments)`` with the non-flag arguments if ``takes_arguments``), turning a
-    UserError into one line on stderr and exit status 2."""
+    """app.run ``work()`` (``work(arguments)`` with the non-flag arguments if ``takes_arguments``): a UserError is
+    one line on stderr and exit status 2; a SIGINT/SIGTERM that stopped training (checkpoint saved) is one line and
+    exit 130, like a shell's Ctrl-C."""
     def main(argv):
-        if len(argv) > 1 and not takes_arguments:
-            raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
         try:
+            if len(argv) > 1 and not takes_arguments:
+                raise UserError(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
             if takes_arguments:
                 work(argv[1:])
             else:
@@ -54,24 +84,47 @@ def _run_main(work, takes_arguments=False):
             logging.flush()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
-    app.run(main)
+        except (Interrupted, KeyboardInterrupt) as e:
+            logging.flush()
+            print(f"interrupted: {str(e) or 'nothing saved since the last checkpoint'}", file=sys.stderr)
+            sys.exit(130)
+    app.run(main, flags_parser=_parse_flags)
+
+
+def _quiet_tensorflow():
+    """Before TensorFlow is imported: its C++ INFO lines (CPU features) are noise here; warnings still show."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+
+
+def _make_deterministic():
+    """Same --seed, flags and machine, same numbers: the graph seed and data order come from --seed, and op
+    determinism makes every kernel use a reproducible algorithm (no measurable cost on CPU here; GPUs may slow)."""
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()
 
 
 def pretrain_main():
+    _quiet_tensorflow()
     from cae.pretrain import PretrainConfig, pretrain
     defaults = PretrainConfig()
     _define_common(defaults)
     flags.DEFINE_integer("latent_size", defaults.latent_size, "Units of the latent_var layer.")
     flags.DEFINE_enum("loss", defaults.loss, ["bce", "mse"],
                       "Reconstruction loss: per-pixel binary cross-entropy or mean squared error.")
+    flags.DEFINE_integer("max_train_examples", defaults.max_train_examples,
+                         "Train on the first N training images only (quick runs and tests).")
+    _validate("latent_size", lambda v: v >= 1, "expected an integer >= 1")
+    _validate("max_train_examples", lambda v: v >= 1, "expected an integer >= 1")
 
     def work():
+        _make_deterministic()
         metrics = pretrain(_config_from_flags(PretrainConfig))
         print(f"test reconstruction loss ({FLAGS.loss}): {metrics['test_reconstruction_loss']:.5f}")
     _run_main(work)
 
 
 def transfer_main():
+    _quiet_tensorflow()
     from cae.transfer import TransferConfig, transfer
     defaults = TransferConfig()
     _define_common(defaults)
@@ -83,14 +136,17 @@ def transfer_main():
                         "Comma-separated scopes (regexes on whole scopes) the optimizer trains. Default: fc1,logits "
                         "with --checkpoint_path (frozen convs), all layers without (scratch).")
     flags.DEFINE_integer("num_labels", defaults.num_labels, "Train on the first N labelled images only.")
+    _validate("num_labels", lambda v: v >= 1, "expected an integer >= 1")
 
     def work():
+        _make_deterministic()
         metrics = transfer(_config_from_flags(TransferConfig))
         print(f"test accuracy: {metrics['test_accuracy']:.4f}")
     _run_main(work)
 
 
 def export_main():
+    _quiet_tensorflow()
     from cae.export import ExportConfig, export
     defaults = ExportConfig()
     flags.DEFINE_string("checkpoint_path", defaults.checkpoint_path,
@@ -106,6 +162,7 @@ def export_main():
 
 
 def predict_main():
+    _quiet_tensorflow()
     import json
     from cae import predict
     flags.DEFINE_string("model", "checkpoints/transfer",
@@ -122,6 +179,7 @@ def predict_main():
 
 
 def inspect_main():
+    _quiet_tensorflow()
     from cae.inspect_checkpoint import GRAPHS, inspect
     from cae.pretrain import PretrainConfig
     flags.DEFINE_string("checkpoint_path", "checkpoints/transfer",

@@ -175,11 +175,13 @@ def ensure_files(data_dir, mirrors=MNIST_MIRRORS, checksums=MNIST_SHA256):
             f"that holds them") from None
 
 
-def load(data_dir=None, validation_size=VALIDATION_SIZE, num_labels=None, download_missing=True):
+def load(data_dir=None, validation_size=VALIDATION_SIZE, num_labels=None, download_missing=True,
+         limit_flag="num_labels"):
     """Train/validation/test splits of MNIST-format data.
 
     The validation split is the last ``validation_size`` training images, so the test set is never used for model
-    selection. ``num_labels`` keeps only the first N remaining training images (few-label experiments).
+    selection. ``num_labels`` keeps only the first N remaining training images (few-label experiments, quick runs);
+    ``limit_flag`` is the flag that set it, for the error message.
     """
     data_dir = resolve_data_dir(data_dir)
     if download_missing:
@@ -193,6 +195,6 @@ def load(data_dir=None, validation_size=VALIDATION_SIZE, num_labels=None, downlo
     train = Split(train.images[:cut], train.labels[:cut])
     if num_labels is not None:
         if not 0 < num_labels <= len(train.labels):
-            raise UserError(f"--num_labels={num_labels}: expected 1 to {len(train.labels)}")
+            raise UserError(f"--{limit_flag}={num_labels}: expected 1 to {len(train.labels)}")
         train = Split(train.images[:num_labels], train.labels[:num_labels])
     return Datasets(train, validation, test)

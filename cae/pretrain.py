@@ -7,7 +7,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, pipeline, projector, session, summaries, train
+from cae import data, models, pipeline, projector, session, summaries, train, train_dir
 
 v1 = tf.compat.v1
 
@@ -23,6 +23,8 @@ class PretrainConfig:
     latent_size: int = 20
     loss: str = "bce"
     seed: int = 0
+    max_train_examples: int = None  # train on the first N training images only (quick runs, tests)
+    download: bool = True
     keep_checkpoints: int = 5
     save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
     gpu_memory_fraction: float = 0.2
@@ -61,21 +63,27 @@ def build_graph(cfg, total_steps):
 
 
 def pretrain(cfg, datasets=None):
-    """Train (or resume) the autoencoder in cfg.train_dir; return the final metrics dict."""
+    """Train (or resume) the autoencoder in cfg.train_dir; return the final metrics dict.
+
+    Everything the user gave (train_dir, data, the train_dir's own checkpoint) is checked before the train_dir is
+    created or written to.
+    """
     summaries.check_every_steps(cfg.summary_every_steps)
-    datasets = datasets or data.load(cfg.data_dir)
+    train_dir.check_writable(cfg.train_dir)
+    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.max_train_examples,
+                                     download_missing=cfg.download, limit_flag="max_train_examples")
     train_images = datasets.train.images
     projector_images, projector_labels = projector.subset(datasets.test, cfg.projector_images)
-    os.makedirs(cfg.train_dir, exist_ok=True)
     graph, t = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(train_images), cfg.batch_size))
     if cfg.projector_images:
-        projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
-    with graph.as_default():  # FileWriter refuses to start outside a graph context
-        writer = v1.summary.FileWriter(cfg.train_dir, graph)
+        projector.check_resume(cfg.train_dir, t["embedding"], cfg.projector_images)
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
         sess.run(t["init"])
         resumed = train.restore_latest(sess, t["saver"], cfg.train_dir)
         first_step = int(sess.run(t["global_step"]))
+        writer = train_dir.event_writer(cfg.train_dir, graph, first_step)
+        if cfg.projector_images:
+            projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
         if resumed:
             logging.info("resuming from %s at step %d", resumed, first_step)
 
@@ -96,15 +104,18 @@ def pretrain(cfg, datasets=None):
 
         def save(step):
             projector.refresh(sess, t, projector_images)  # every checkpoint holds its own model's features
+            writer.flush()  # events up to a checkpoint are on disk before it: a resume never leaves a gap
             train.save(sess, t["saver"], cfg.train_dir, step)
 
-        start = time.time()
-        step = train.fit(run_step, len(train_images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
-                         on_epoch_end, cfg.save_every_steps, save, on_epoch_start)
-        wall = time.time() - start
-        test = pipeline.evaluate(sess, t["input"], {"loss": t["loss"]}, datasets.test)
-        summaries.scalars({"test/reconstruction_loss": test["loss"]}, step, writer)
-    writer.close()
+        try:
+            start = time.time()
+            step = train.fit(run_step, len(train_images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
+                             on_epoch_end, cfg.save_every_steps, save, on_epoch_start)
+            wall = time.time() - start
+            test = pipeline.evaluate(sess, t["input"], {"loss": t["loss"]}, datasets.test)
+            summaries.scalars({"test/reconstruction_loss": test["loss"]}, step, writer)
+        finally:
+            writer.close()
     trained = (step - first_step) * cfg.batch_size
     metrics = {"test_reconstruction_loss": test["loss"], "loss": cfg.loss, "steps": step,
                "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0}

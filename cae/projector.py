@@ -63,19 +63,20 @@ def refresh(sess, t, images):
         sess.run(t["embedding_update"], {t["images"]: images})
 
 
-def write_assets(run_dir, variable, images, labels, flag="projector_images"):
-    """metadata.tsv, sprite.png and projector_config.pbtxt for ``variable`` in run_dir.
-
-    First, if run_dir holds a checkpoint to resume from, its embedding must have as many rows as this run's (else
-    the restore would fail deep inside TensorFlow, after these files had been overwritten).
-    """
+def check_resume(run_dir, variable, count, flag="projector_images"):
+    """If run_dir holds a checkpoint to resume from, its embedding must have ``count`` rows (else the restore
+    would fail deep inside TensorFlow). Run before anything is written to run_dir."""
     latest = tf.train.latest_checkpoint(run_dir)
     if latest:
         try:
             restore.check_compatible(latest, [variable])
         except UserError as e:
-            raise UserError(f"--{flag}={len(labels)} cannot resume this run: {e} (use the value the run started "
+            raise UserError(f"--{flag}={count} cannot resume this run: {e} (use the value the run started "
                             f"with, or a new --train_dir)") from None
+
+
+def write_assets(run_dir, variable, images, labels):
+    """metadata.tsv, sprite.png and projector_config.pbtxt for ``variable`` in run_dir (after check_resume)."""
     with open(os.path.join(run_dir, METADATA_FILE), "w") as f:
         f.writelines(f"{label}\n" for label in labels)  # one column: the projector wants no header then
     with open(os.path.join(run_dir, SPRITE_FILE), "wb") as f:

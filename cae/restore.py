@@ -56,13 +56,16 @@ def resolve_checkpoint(path, flag="checkpoint_path"):
     return path
 
 
+def _first_line(error):
+    return (getattr(error, "message", None) or str(error)).strip().splitlines()[0]
+
+
 def checkpoint_reader(checkpoint):
     """A CheckpointReader (names, shapes, dtypes, values); UserError naming the checkpoint if it is unreadable."""
     try:
         return tf.train.load_checkpoint(checkpoint)
     except (tf.errors.OpError, ValueError) as e:
-        message = getattr(e, "message", str(e)).splitlines()[0]
-        raise UserError(f"{checkpoint}: cannot read checkpoint ({message})") from None
+        raise UserError(f"{checkpoint}: cannot read checkpoint ({_first_line(e)})") from None
 
 
 def checkpoint_shapes(checkpoint):
@@ -71,11 +74,13 @@ def checkpoint_shapes(checkpoint):
 
 
 def check_compatible(checkpoint, variables):
-    """Every variable must be in the checkpoint with the same shape.
+    """Every variable must be in the checkpoint with the same shape, and its stored values readable.
 
-    Resource variables would otherwise load a tensor of the wrong shape without complaint.
+    Resource variables would otherwise load a tensor of the wrong shape without complaint. Reading each value
+    (its crc32c is checked) finds a missing, truncated or overwritten .data file before anything is restored.
     """
-    stored = checkpoint_shapes(checkpoint)
+    reader = checkpoint_reader(checkpoint)
+    stored = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
     problems = []
     for v in variables:
         name, shape = v.op.name, tuple(v.shape.as_list())
@@ -86,6 +91,12 @@ def check_compatible(checkpoint, variables):
                             f"{list(shape)} in the model")
     if problems:
         raise UserError(f"{checkpoint}: cannot restore: {'; '.join(problems)}")
+    for v in variables:
+        try:
+            reader.get_tensor(v.op.name)
+        except (tf.errors.OpError, ValueError, RuntimeError, IndexError) as e:  # a short file: IndexError
+            raise UserError(f"{checkpoint}: cannot read {v.op.name} from its .data file "
+                            f"({_first_line(e)})") from None
 
 
 def restore_saver(variables):

@@ -1,5 +1,6 @@
 """The pieces every training script shares: epoch batching, the resumable loop, evaluation, checkpoints."""
 
+import contextlib
 import json
 import math
 import os
@@ -8,6 +9,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from cae import interrupt, restore
+from cae.errors import UserError
 from cae.progress import Progress
 
 v1 = tf.compat.v1
@@ -41,25 +44,35 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
     ``on_epoch_start(indices)`` gets the order of the rest of the epoch before its first step (a tf.data loop
     starts its iterator with it; its ``run_step`` then ignores the batch indices a feed_dict loop needs).
     ``on_epoch_end(epoch, step)`` runs after each completed epoch; ``save(step)`` also runs every
-    ``save_every_steps`` steps inside an epoch (0: never). Returns the last step.
+    ``save_every_steps`` steps inside an epoch (0: never). With ``save``, SIGINT/SIGTERM stop the loop after the
+    current step: ``save(step)``, then ``interrupt.Interrupted``. A NaN or Inf loss raises UserError before
+    anything else is saved. Returns the last step.
     """
     per_epoch = steps_per_epoch(num_examples, batch_size)
     total = epochs * per_epoch
     step = first_step
     progress = Progress(total, batch_size, first_step)
-    while step < total:
-        epoch = step // per_epoch
-        order = epoch_order(num_examples, epoch, seed)
-        if on_epoch_start:
-            on_epoch_start(order[step % per_epoch * batch_size:])
-        for batch in range(step % per_epoch, per_epoch):
-            loss = run_step(order[batch * batch_size:(batch + 1) * batch_size])
-            step += 1
-            progress.update(epoch + 1, epochs, step, loss, force=step == total)
-            if save_every_steps and step % save_every_steps == 0 and batch + 1 < per_epoch:
-                save(step)
-        if on_epoch_end:
-            on_epoch_end(epoch + 1, step)
+    signals = interrupt.deferred_signals() if save else contextlib.nullcontext(lambda: None)
+    with signals as received:
+        while step < total:
+            epoch = step // per_epoch
+            order = epoch_order(num_examples, epoch, seed)
+            if on_epoch_start:
+                on_epoch_start(order[step % per_epoch * batch_size:])
+            for batch in range(step % per_epoch, per_epoch):
+                loss = run_step(order[batch * batch_size:(batch + 1) * batch_size])
+                step += 1
+                if not math.isfinite(loss):
+                    raise UserError(f"training loss became {loss} at step {step}: stopped without saving, the "
+                                    f"last checkpoint of the train_dir is the last good one (lower --learning_rate?)")
+                progress.update(epoch + 1, epochs, step, loss, force=step == total)
+                if received():
+                    save(step)
+                    raise interrupt.Interrupted(received(), step)
+                if save_every_steps and step % save_every_steps == 0 and batch + 1 < per_epoch:
+                    save(step)
+            if on_epoch_end:
+                on_epoch_end(epoch + 1, step)
     return step
 
 
@@ -84,9 +97,14 @@ def predict(sess, tensor, feed_for, num_examples, batch_size=1000):
 
 
 def restore_latest(sess, saver, train_dir):
-    """Restore the newest checkpoint of train_dir into the session; return its path, or None if there is none."""
+    """Restore the newest checkpoint of train_dir into the session; return its path, or None if there is none.
+
+    The checkpoint is first checked against every variable of the graph, so a train_dir holding another model's
+    checkpoint, or a damaged one, is a one-line UserError rather than a TensorFlow traceback.
+    """
     latest = tf.train.latest_checkpoint(train_dir)
     if latest:
+        restore.check_compatible(latest, sess.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES))
         saver.restore(sess, latest)
     return latest
 

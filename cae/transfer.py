@@ -8,7 +8,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, pipeline, projector, restore, session, summaries, train
+from cae import data, models, pipeline, projector, restore, session, summaries, train, train_dir
 
 v1 = tf.compat.v1
 
@@ -27,6 +27,7 @@ class TransferConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # or "constant"
     num_labels: int = None
+    download: bool = True
     seed: int = 0
     keep_checkpoints: int = 5
     save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
@@ -101,17 +102,19 @@ def initialize(sess, t, cfg):
 
 
 def transfer(cfg, datasets=None):
-    """Train (or resume) the classifier in cfg.train_dir; return the final metrics dict."""
+    """Train (or resume) the classifier in cfg.train_dir; return the final metrics dict.
+
+    Everything the user gave (train_dir, data, scopes, checkpoints) is checked before the train_dir is created or
+    written to.
+    """
     summaries.check_every_steps(cfg.summary_every_steps)
-    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels)
+    train_dir.check_writable(cfg.train_dir)
+    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels, download_missing=cfg.download)
     projector_images, projector_labels = projector.subset(datasets.test, cfg.projector_images)
-    os.makedirs(cfg.train_dir, exist_ok=True)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
     graph, t = build_graph(cfg, total_steps)
     if cfg.projector_images:
-        projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
-    with graph.as_default():  # FileWriter refuses to start outside a graph context
-        writer = v1.summary.FileWriter(cfg.train_dir, graph)
+        projector.check_resume(cfg.train_dir, t["embedding"], cfg.projector_images)
 
     metrics_of = {"loss": t["loss"], "accuracy": t["accuracy"]}
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
@@ -119,6 +122,9 @@ def transfer(cfg, datasets=None):
             logging.info("%s", line)
         logging.info("training: %s", ", ".join(v.op.name for v in t["trained"]))
         first_step = int(sess.run(t["global_step"]))
+        writer = train_dir.event_writer(cfg.train_dir, graph, first_step)
+        if cfg.projector_images:
+            projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
 
         def on_epoch_start(indices):
             pipeline.start(sess, t["input"], datasets.train, indices, cfg.batch_size)
@@ -137,18 +143,21 @@ def transfer(cfg, datasets=None):
 
         def save(step):
             projector.refresh(sess, t, projector_images)  # every checkpoint holds its own model's features
+            writer.flush()  # events up to a checkpoint are on disk before it: a resume never leaves a gap
             train.save(sess, t["saver"], cfg.train_dir, step)
 
-        start = time.time()
-        step = train.fit(run_step, len(datasets.train.labels), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
-                         on_epoch_end, cfg.save_every_steps, save, on_epoch_start)
-        wall = time.time() - start
-        test = pipeline.evaluate(sess, t["input"], metrics_of, datasets.test)
-        summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, writer)
-        predictions = pipeline.predict(sess, t["input"], t["predictions"], datasets.test)
-        counts = summaries.confusion_matrix(datasets.test.labels, predictions, data.NUM_CLASSES)
-        summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts), step, writer)
-    writer.close()
+        try:
+            start = time.time()
+            step = train.fit(run_step, len(datasets.train.labels), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
+                             on_epoch_end, cfg.save_every_steps, save, on_epoch_start)
+            wall = time.time() - start
+            test = pipeline.evaluate(sess, t["input"], metrics_of, datasets.test)
+            summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, writer)
+            predictions = pipeline.predict(sess, t["input"], t["predictions"], datasets.test)
+            counts = summaries.confusion_matrix(datasets.test.labels, predictions, data.NUM_CLASSES)
+            summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts), step, writer)
+        finally:
+            writer.close()
     trained = (step - first_step) * cfg.batch_size
     metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "steps": step,
                "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0,

@@ -1,0 +1,44 @@
+"""The --train_dir, where a user's work lives: checked before anything is written, then opened for event files.
+
+A run validates its flags, data and checkpoints first and only then creates the directory and its events file,
+so a bad input leaves an existing train_dir exactly as it was.
+"""
+
+import os
+
+import tensorflow as tf
+
+from cae.errors import UserError
+
+v1 = tf.compat.v1
+
+
+def check_writable(train_dir):
+    """UserError unless train_dir is, or can be created as, a writable directory. Creates nothing."""
+    if os.path.exists(train_dir) and not os.path.isdir(train_dir):
+        raise UserError(f"--train_dir={train_dir}: exists and is not a directory")
+    existing = os.path.abspath(train_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise UserError(f"--train_dir={train_dir}: cannot be created, {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"--train_dir={train_dir}: {existing} is not writable")
+
+
+def event_writer(train_dir, graph, first_step):
+    """Create train_dir and a FileWriter for it; on resume, mark the restart for TensorBoard.
+
+    Steps after the restored checkpoint that a killed run had already logged are run again; the SessionLog START
+    event at ``first_step + 1`` tells TensorBoard to drop those orphans, so every tag keeps one value per step.
+    """
+    try:
+        os.makedirs(train_dir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--train_dir={train_dir}: cannot create it ({e.strerror})") from None
+    with graph.as_default():  # FileWriter refuses to start outside a graph context
+        # The pid keeps a restart within the same second from reusing (truncating) the killed run's events file.
+        writer = v1.summary.FileWriter(train_dir, graph, filename_suffix=f".{os.getpid()}")
+    if first_step:
+        writer.add_session_log(v1.SessionLog(status=v1.SessionLog.START), first_step + 1)
+    return writer
