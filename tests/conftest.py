@@ -1,4 +1,7 @@
 import os
+import re
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -61,3 +64,31 @@ def checkpoint_predictions(checkpoint_dir, images):
         with tf.compat.v1.Session(graph=graph) as sess:
             saver.restore(sess, tf.train.latest_checkpoint(checkpoint_dir))
             return sess.run([t["predictions"], t["probabilities"]], {t["images"]: images})
+
+
+def run_cli(script, *args, data_dir=None, timeout=600):
+    """Run scripts/<script> as a user would; returns the CompletedProcess whatever its exit code."""
+    env = dict(os.environ, CAE_DATA_DIR=data_dir or os.environ.get("CAE_DATA_DIR", ""))
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", script), *args],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+# TensorFlow 2.21 prints these two lines from C++ while `import tensorflow` runs, before any cae code, whatever
+# TF_CPP_MIN_LOG_LEVEL says; everything else on stderr is ours.
+_TF_IMPORT_NOTICE = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called|"
+                               r"I\d{4} [\d:.]+ +\d+ port\.cc:\d+\] oneDNN custom operations are on")
+
+
+def stderr_lines(result):
+    return [line for line in result.stderr.splitlines() if not _TF_IMPORT_NOTICE.match(line)]
+
+
+def snapshot(directory):
+    """{relative path: bytes} of every file under directory (empty if it does not exist)."""
+    files = {}
+    for root, _, names in os.walk(directory):
+        for name in names:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                files[os.path.relpath(path, directory)] = f.read()
+    return files
