@@ -46,7 +46,6 @@ def _define_common(defaults):
     _validate("gpu_memory_fraction", lambda v: 0 < v <= 1, "expected a fraction in (0, 1]")
     _validate("intra_op_threads", lambda v: v >= 0, "expected an integer >= 0 (0: one per core)")
     _validate("inter_op_threads", lambda v: v >= 0, "expected an integer >= 0 (0: automatic)")
-    _validate("summary_every_steps", lambda v: v >= 1, "expected an integer >= 1")
     _validate("projector_images", lambda v: v >= 0, "expected an integer >= 0 (0: no projector)")
 
 

@@ -69,7 +69,8 @@ def step_of(checkpoint):
 
 # 320 images in batches of 32: 10 steps and one checkpoint per epoch. Each attempt below runs at most about 3
 # epochs before its kill, so 12 epochs cannot finish early even on a fast machine.
-PRETRAIN = ["--max_train_examples=320", "--batch_size=32", "--epochs=12", "--keep_checkpoints=3", "--seed=3"]
+PRETRAIN = ["--max_train_examples=320", "--batch_size=32", "--epochs=12", "--keep_checkpoints=3", "--seed=3",
+            "--summary_every_steps=1"]
 PRETRAIN_STEPS = 120
 
 
@@ -114,7 +115,8 @@ def test_sigkill_at_random_points_then_resume_ends_bit_for_bit_like_an_uninterru
 # 640 labelled images in batches of 16 for 5 epochs: 200 steps, every layer trained, cosine learning rate.
 def transfer_args(checkpoint):
     return [f"--checkpoint_path={checkpoint}", "--trainable_scopes=conv1,conv2,fc1,logits", "--num_labels=640",
-            "--batch_size=16", "--epochs=5", "--learning_rate=1e-3", "--lr_schedule=cosine", "--seed=4"]
+            "--batch_size=16", "--epochs=5", "--learning_rate=1e-3", "--lr_schedule=cosine", "--seed=4",
+            "--summary_every_steps=1"]
 
 
 TRANSFER_STEPS = 200
@@ -182,7 +184,8 @@ def test_sigint_and_sigterm_save_and_exit_130_then_resume_ignores_checkpoint_pat
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mnist_dir):
-    args = ["--max_train_examples=320", "--batch_size=32", f"--train_dir={tmp_path / 'run'}"]
+    args = ["--max_train_examples=320", "--batch_size=32", "--summary_every_steps=1",
+            f"--train_dir={tmp_path / 'run'}"]
     assert run_cli("pretrain_cae.py", *args, "--epochs=1", data_dir=mnist_dir).returncode == 0
     before = snapshot(tmp_path / "run")
     # Adam moves every weight by about the learning rate per step: 1e30 overflows float32 within a few steps.
