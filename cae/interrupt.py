@@ -2,7 +2,7 @@
 
 While ``deferred_signals()`` is active, SIGINT and SIGTERM are only recorded; the training loop asks after each
 step whether one arrived, saves a checkpoint and raises ``Interrupted``. SIGKILL cannot be caught: what protects the
-work then is that checkpoints and the checkpoint state file are written atomically (see tests/test_reliability.py).
+work then is that checkpoints and the checkpoint state file are written atomically (see tests/test_crash_resume.py).
 """
 
 import contextlib
