@@ -5,6 +5,7 @@ import dataclasses
 import math
 import os
 import sys
+import tempfile
 
 from absl import app, flags, logging
 
@@ -91,8 +92,27 @@ def _run_main(work, takes_arguments=False):
 
 
 def _quiet_tensorflow():
-    """Before TensorFlow is imported: its C++ INFO lines (CPU features) are noise here; warnings still show."""
+    """Import TensorFlow without its start-up chatter, so a user's error stays the one line on stderr.
+
+    TF_CPP_MIN_LOG_LEVEL=1 hides later C++ INFO lines (warnings still show); the oneDNN notice is printed to
+    file descriptor 2 while the library loads, before any log setting applies, so it is held back here and
+    replayed only if the import itself fails.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    sys.stderr.flush()
+    saved_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        except BaseException:
+            os.dup2(saved_stderr, 2)
+            held.seek(0)
+            sys.stderr.buffer.write(held.read())
+            raise
+        finally:
+            os.dup2(saved_stderr, 2)
+            os.close(saved_stderr)
 
 
 def _make_deterministic():
@@ -194,6 +214,7 @@ def inspect_main():
 
 
 def benchmark_main():
+    _quiet_tensorflow()
     from cae.benchmark import BenchmarkConfig, run, table
     defaults = BenchmarkConfig()
     flags.DEFINE_string("data_dir", defaults.data_dir, "Directory with the four MNIST IDX .gz files.")

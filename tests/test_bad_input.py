@@ -1,7 +1,6 @@
 """Every bad input of issue #6, through the real scripts: exit status 2, exactly one 'error:' line on stderr naming
 the flag/file/variable and what was expected, no traceback, and the train_dir byte-identical (nothing added)."""
 
-import gzip
 import os
 import shutil
 

@@ -18,7 +18,7 @@ from google.protobuf import text_format
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.plugins import projector as projector_plugin
 
-from cae import models, projector, summaries
+from cae import projector, summaries
 from cae.errors import UserError
 from cae.pretrain import PretrainConfig, build_graph, pretrain
 from cae.transfer import TransferConfig, transfer
