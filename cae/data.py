@@ -1,6 +1,8 @@
-"""MNIST-format data: find the four IDX gzip files, download them if absent, validate, scale to [0, 1].
+"""MNIST-format data (MNIST, Fashion-MNIST): find the four IDX gzip files, download them if absent, validate,
+scale to [0, 1].
 
-Directory resolution: the ``data_dir`` argument (``--data_dir``), then ``$CAE_DATA_DIR``, then a per-user cache
+Directory resolution: the ``data_dir`` argument (``--data_dir``); then for MNIST ``$CAE_DATA_DIR``, for
+Fashion-MNIST the Debian package's directory (``apt-get install dataset-fashion-mnist``); then a per-user cache
 directory. Files missing there are downloaded from the public mirrors and kept only if the sha256 of their
 decompressed bytes matches the published checksum.
 """
@@ -41,6 +43,25 @@ MNIST_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
 )
+# Same file names and format; checksums of the official files (identical to Debian's dataset-fashion-mnist).
+FASHION_MNIST_SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+FASHION_MNIST_MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+
+# name -> where to look before the cache (None: $CAE_DATA_DIR), mirrors, checksums.
+Source = collections.namedtuple("Source", ["system_dir", "mirrors", "checksums", "title"])
+DATASETS = {
+    "mnist": Source(None, MNIST_MIRRORS, MNIST_SHA256, "MNIST"),
+    "fashion_mnist": Source(FASHION_MNIST_SYSTEM_DIR, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, "Fashion-MNIST"),
+}
 
 Split = collections.namedtuple("Split", ["images", "labels"])  # float32 [N, 784] in [0, 1]; int64 [N]
 Datasets = collections.namedtuple("Datasets", ["train", "validation", "test"])
@@ -56,9 +77,23 @@ def default_cache_dir(dataset="mnist"):
     return os.path.join(cache_root, "cae", dataset)
 
 
+def source(dataset):
+    if dataset not in DATASETS:
+        raise UserError(f"--dataset={dataset}: expected one of {', '.join(DATASETS)}")
+    return DATASETS[dataset]
+
+
 def resolve_data_dir(data_dir=None, dataset="mnist"):
-    """--data_dir, then $CAE_DATA_DIR, then the per-user cache directory."""
-    return data_dir or os.environ.get("CAE_DATA_DIR") or default_cache_dir(dataset)
+    """--data_dir; then $CAE_DATA_DIR (MNIST) or the system directory if it holds the files (Fashion-MNIST);
+    then the per-user cache directory."""
+    if data_dir:
+        return data_dir
+    system_dir = source(dataset).system_dir
+    if system_dir is None:
+        return os.environ.get("CAE_DATA_DIR") or default_cache_dir(dataset)
+    if all(os.path.exists(os.path.join(system_dir, n)) for n in file_names()):
+        return system_dir
+    return default_cache_dir(dataset)
 
 
 def read_idx_gz(path, expected_magic):
@@ -161,7 +196,7 @@ def download(data_dir, mirrors=MNIST_MIRRORS, checksums=MNIST_SHA256, timeout=30
     return fetched
 
 
-def ensure_files(data_dir, mirrors=MNIST_MIRRORS, checksums=MNIST_SHA256):
+def ensure_files(data_dir, mirrors=MNIST_MIRRORS, checksums=MNIST_SHA256, title="MNIST"):
     """Make sure the four files are in data_dir, downloading the missing ones; one clear error when that fails."""
     missing = [n for n in file_names() if not os.path.exists(os.path.join(data_dir, n))]
     if not missing:
@@ -170,22 +205,23 @@ def ensure_files(data_dir, mirrors=MNIST_MIRRORS, checksums=MNIST_SHA256):
         download(data_dir, mirrors, checksums)
     except (UserError, OSError) as e:
         raise UserError(
-            f"MNIST files missing in {data_dir} ({', '.join(missing)}) and download failed: {e}. "
+            f"{title} files missing in {data_dir} ({', '.join(missing)}) and download failed: {e}. "
             f"Put {', '.join(file_names())} there, or point --data_dir or $CAE_DATA_DIR at a directory "
             f"that holds them") from None
 
 
 def load(data_dir=None, validation_size=VALIDATION_SIZE, num_labels=None, download_missing=True,
-         limit_flag="num_labels"):
-    """Train/validation/test splits of MNIST-format data.
+         limit_flag="num_labels", dataset="mnist"):
+    """Train/validation/test splits of MNIST-format data (``dataset``: 'mnist' or 'fashion_mnist').
 
     The validation split is the last ``validation_size`` training images, so the test set is never used for model
     selection. ``num_labels`` keeps only the first N remaining training images (few-label experiments, quick runs);
     ``limit_flag`` is the flag that set it, for the error message.
     """
-    data_dir = resolve_data_dir(data_dir)
+    spec = source(dataset)
+    data_dir = resolve_data_dir(data_dir, dataset)
     if download_missing:
-        ensure_files(data_dir)
+        ensure_files(data_dir, spec.mirrors, spec.checksums, spec.title)
     train = load_split(data_dir, "train")
     test = load_split(data_dir, "test")
     if not 0 <= validation_size < len(train.labels):

@@ -86,3 +86,13 @@ def snapshot(directory):
             with open(path, "rb") as f:
                 files[os.path.relpath(path, directory)] = f.read()
     return files
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist():
+    """Real Fashion-MNIST from the Debian package dataset-fashion-mnist (.ci/run installs it); missing fails."""
+    missing = [n for n in data.file_names()
+               if not os.path.exists(os.path.join(data.FASHION_MNIST_SYSTEM_DIR, n))]
+    assert not missing, (f"Fashion-MNIST needed in {data.FASHION_MNIST_SYSTEM_DIR}: missing {missing} "
+                         f"(apt-get install -y dataset-fashion-mnist)")
+    return data.load(dataset="fashion_mnist", download_missing=False)

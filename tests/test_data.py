@@ -111,3 +111,32 @@ def test_scaled_images_are_aligned_for_zero_copy_feeds(tmp_path, mnist):
         assert images.ctypes.data % 64 == 0 and images.dtype == np.float32 and images.shape[1] == 784
     np.testing.assert_array_equal(ds.validation.images,
                                   arrays["train"][0][7:].reshape(5, 784).astype(np.float32) / 255.0)
+
+
+def test_real_fashion_mnist_from_the_debian_directory(fashion_mnist, monkeypatch):
+    """$CAE_DATA_DIR names MNIST; it must not leak into Fashion-MNIST's resolution."""
+    monkeypatch.setenv("CAE_DATA_DIR", "/nonexistent")
+    assert data.resolve_data_dir(None, "fashion_mnist") == data.FASHION_MNIST_SYSTEM_DIR
+    assert data.resolve_data_dir("/somewhere", "fashion_mnist") == "/somewhere"
+    assert data.resolve_data_dir(None, "mnist") == "/nonexistent"
+    assert len(fashion_mnist.train.labels) == 55000 and len(fashion_mnist.test.labels) == 10000
+    assert list(fashion_mnist.train.labels[:5]) == [9, 0, 0, 3, 0]
+    assert np.bincount(fashion_mnist.test.labels).tolist() == [1000] * 10
+
+
+def test_fashion_mnist_checksums_are_the_debian_files():
+    for name, want in data.FASHION_MNIST_SHA256.items():
+        with gzip.open(os.path.join(data.FASHION_MNIST_SYSTEM_DIR, name + ".gz")) as f:
+            assert hashlib.sha256(f.read()).hexdigest() == want, name
+
+
+def test_fashion_mnist_falls_back_to_its_own_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DATASETS", dict(data.DATASETS, fashion_mnist=data.DATASETS["fashion_mnist"]._replace(
+        system_dir=str(tmp_path / "not-installed"))))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.resolve_data_dir(None, "fashion_mnist") == str(tmp_path / "cache" / "cae" / "fashion_mnist")
+
+
+def test_unknown_dataset_names_the_flag():
+    with pytest.raises(UserError, match="--dataset=cifar: expected one of mnist, fashion_mnist"):
+        data.load(dataset="cifar")
