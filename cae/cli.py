@@ -17,7 +17,9 @@ FLAGS = flags.FLAGS
 
 def _define_common(defaults):
     flags.DEFINE_string("data_dir", defaults.data_dir,
-                        "Directory with the four MNIST IDX .gz files (default: $CAE_DATA_DIR, then ~/.cache/cae).")
+                        "Directory with the four IDX .gz files (default: $CAE_DATA_DIR for mnist, "
+                        "/usr/share/datasets/fashion-mnist for fashion_mnist, then ~/.cache/cae/<dataset>).")
+    flags.DEFINE_enum("dataset", defaults.dataset, ["mnist", "fashion_mnist"], "Which MNIST-format dataset.")
     flags.DEFINE_string("train_dir", defaults.train_dir, "Where checkpoints, event files and metrics.json go.")
     flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training set.")
     flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per training step.")
@@ -134,6 +136,8 @@ def pretrain_main():
                          "Train on the first N training images only (quick runs and tests).")
     _validate("latent_size", lambda v: v >= 1, "expected an integer >= 1")
     _validate("max_train_examples", lambda v: v >= 1, "expected an integer >= 1")
+    flags.DEFINE_float("input_noise", defaults.input_noise,
+                       "Denoising: stddev of Gaussian noise added to the encoder input (0: plain autoencoder).")
 
     def work():
         _make_deterministic()
@@ -156,6 +160,17 @@ def transfer_main():
                         "with --checkpoint_path (frozen convs), all layers without (scratch).")
     flags.DEFINE_integer("num_labels", defaults.num_labels, "Train on the first N labelled images only.")
     _validate("num_labels", lambda v: v >= 1, "expected an integer >= 1")
+    flags.DEFINE_float("restored_lr_multiplier", defaults.restored_lr_multiplier,
+                       "Fine-tuning: restored layers listed in --trainable_scopes learn at --learning_rate times "
+                       "this (their own Adam optimizer).")
+    flags.DEFINE_bool("cache_features", defaults.cache_features,
+                      "Compute the frozen layers' output once per image and train the rest on it (needs every "
+                      "restored layer frozen).")
+    flags.DEFINE_integer("eval_every_epochs", defaults.eval_every_epochs,
+                         "Validate and checkpoint after every this many epochs.")
+    flags.DEFINE_integer("patience", defaults.patience,
+                         "Early stopping: stop after this many validations without a better validation accuracy "
+                         "and report the test accuracy of the best one (0: off).")
 
     def work():
         _make_deterministic()
@@ -236,4 +251,63 @@ def benchmark_main():
             print(f"peak RSS of a {FLAGS.rss_pretrain_epochs}-epoch full-MNIST pretrain: "
                   f"{report['pretrain_peak_rss_mb']:,.0f} MiB")
         print(f"wrote {FLAGS.output}")
+    _run_main(work)
+
+
+def extract_main():
+    _quiet_tensorflow()
+    from cae.extract import LAYER_SCOPES, ExtractConfig, extract
+    defaults = ExtractConfig()
+    flags.DEFINE_string("checkpoint_path", defaults.checkpoint_path,
+                        "Autoencoder or classifier checkpoint prefix, or a directory (its latest).")
+    flags.DEFINE_string("output", defaults.output, ".npz file to write: 'features' [N, D] and 'labels' [N].")
+    flags.DEFINE_enum("layer", defaults.layer, list(LAYER_SCOPES),
+                      "conv2 (flattened 7x7x32), latent (autoencoder latent_var) or fc1 (classifier).")
+    flags.DEFINE_enum("split", defaults.split, ["train", "validation", "test"], "Which split to run over.")
+    flags.DEFINE_string("data_dir", defaults.data_dir, "Directory with the four IDX .gz files (see pretrain_cae).")
+    flags.DEFINE_enum("dataset", defaults.dataset, ["mnist", "fashion_mnist"], "Which MNIST-format dataset.")
+    flags.DEFINE_integer("batch_size", defaults.batch_size, "Images per forward pass.")
+    flags.DEFINE_float("gpu_memory_fraction", defaults.gpu_memory_fraction,
+                       "GPUOptions.per_process_gpu_memory_fraction of the session.")
+    flags.DEFINE_bool("allow_growth", defaults.allow_growth, "GPUOptions.allow_growth of the session.")
+    flags.DEFINE_integer("intra_op_threads", defaults.intra_op_threads, "Threads inside one op (0: one per core).")
+    flags.DEFINE_integer("inter_op_threads", defaults.inter_op_threads, "Ops run in parallel (0: automatic).")
+
+    def work():
+        values, labels = extract(_config_from_flags(ExtractConfig))
+        print(f"wrote {FLAGS.output}: features {list(values.shape)}, labels {list(labels.shape)}")
+    _run_main(work)
+
+
+def experiment_main():
+    _quiet_tensorflow()
+    from cae.experiment import ExperimentConfig, run
+    defaults = ExperimentConfig()
+    help_text = {
+        "data_dir": "Directory of the classified dataset's IDX files (default as in transfer_classify).",
+        "other_data_dir": "Directory of the cross-domain pretraining dataset's IDX files.",
+        "dataset": "Dataset to classify; the autoencoder for the cross-domain methods trains on the other one.",
+        "work_dir": "Checkpoints of every run (emptied first).",
+        "report_dir": "Where label_budget.md and label_budget.png go.",
+        "budgets": "Comma-separated label budgets (60000: every training label).",
+        "cross_domain_budgets": "Budgets at which the cross-domain methods also run.",
+        "quick": "CI mode: a few hundred images, two budgets, two seeds, a few dozen steps.",
+        "max_steps": "Training steps per run at most (at least --min_epochs), before early stopping.",
+        "validations": "About this many validations per run.",
+        "patience": "Validations without improvement before a run stops early.",
+    }
+    for field in dataclasses.fields(ExperimentConfig):
+        value, text = getattr(defaults, field.name), help_text.get(field.name, field.name.replace("_", " ") + ".")
+        if field.name in ("dataset", "loss"):
+            flags.DEFINE_enum(field.name, value, ["mnist", "fashion_mnist"] if field.name == "dataset"
+                              else ["bce", "mse"], text)
+        else:
+            define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}.get(
+                type(value), flags.DEFINE_string)
+            define(field.name, value, text)
+
+    def work():
+        results = run(_config_from_flags(ExperimentConfig), command=" ".join(["python scripts/experiment.py",
+                                                                                *sys.argv[1:]]))
+        print(f"{len(results)} runs; wrote {os.path.join(FLAGS.report_dir, 'label_budget.md')} and .png")
     _run_main(work)

@@ -29,11 +29,19 @@ def encoder(images):
     return conv1, conv2
 
 
-def autoencoder(images, latent_size=20, loss="bce"):
-    """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 -> dconv2 (sigmoid)."""
+def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0):
+    """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 -> dconv2 (sigmoid).
+
+    ``input_noise`` > 0 makes it a denoising autoencoder: the encoder sees the images plus Gaussian noise of that
+    standard deviation (clipped to [0, 1]), the loss still compares with the clean images.
+    """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    conv1, conv2 = encoder(images)
+    encoder_input = images
+    if input_noise:
+        with v1.name_scope("NOISE"):
+            encoder_input = tf.clip_by_value(images + v1.random_normal(tf.shape(images), stddev=input_noise), 0., 1.)
+    conv1, conv2 = encoder(encoder_input)
     with v1.name_scope("LATENT"):
         latent = layers.dense(layers.flatten(conv2), latent_size, "latent_var")
     with v1.name_scope("DECODER"):

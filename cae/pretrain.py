@@ -15,6 +15,7 @@ v1 = tf.compat.v1
 @dataclasses.dataclass
 class PretrainConfig:
     data_dir: str = None
+    dataset: str = "mnist"
     train_dir: str = "checkpoints/cae"
     epochs: int = 10
     batch_size: int = 128
@@ -22,6 +23,7 @@ class PretrainConfig:
     lr_schedule: str = "cosine"  # or "constant"
     latent_size: int = 20
     loss: str = "bce"
+    input_noise: float = 0.0  # > 0: denoising autoencoder, Gaussian noise of this stddev on the encoder input
     seed: int = 0
     max_train_examples: int = None  # train on the first N training images only (quick runs, tests)
     download: bool = True
@@ -42,7 +44,7 @@ def build_graph(cfg, total_steps):
         v1.set_random_seed(cfg.seed)
         t_input = pipeline.build(with_labels=False)
         images = t_input["images"]
-        t = models.autoencoder(images, cfg.latent_size, cfg.loss)
+        t = models.autoencoder(images, cfg.latent_size, cfg.loss, cfg.input_noise)
         t["input"] = t_input
         model_variables = v1.trainable_variables()
         t["global_step"] = v1.train.get_or_create_global_step()
@@ -71,7 +73,8 @@ def pretrain(cfg, datasets=None):
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.max_train_examples,
-                                     download_missing=cfg.download, limit_flag="max_train_examples")
+                                     download_missing=cfg.download, limit_flag="max_train_examples",
+                                     dataset=cfg.dataset)
     train_images = datasets.train.images
     projector_images, projector_labels = projector.subset(datasets.test, cfg.projector_images)
     graph, t = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(train_images), cfg.batch_size))

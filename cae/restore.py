@@ -104,10 +104,22 @@ def restore_saver(variables):
     return v1.train.Saver(var_list={v.op.name: v for v in variables}, name="restore_saver")
 
 
-def report(restored, model_variables, checkpoint):
-    """Lines for the restore report: each restored variable with its shape and source, then the rest."""
-    lines = [f"restored  {v.op.name:<16} {str(v.shape.as_list()):<18} from {checkpoint}" for v in restored]
+def report(restored, model_variables, checkpoint, trained=None, restored_lr_multiplier=1.0):
+    """Lines for the restore report: each restored variable with its shape and source, then the rest; with
+    ``trained``, each line also says whether the variable is frozen or trained, and at which rate."""
     restored_names = {v.op.name for v in restored}
-    lines += [f"initial   {v.op.name:<16} {str(v.shape.as_list()):<18} (initializer)"
+    trained_names = None if trained is None else {v.op.name for v in trained}
+
+    def training(v):
+        if trained_names is None:
+            return ""
+        if v.op.name not in trained_names:
+            return "  frozen"
+        if v.op.name in restored_names and restored_lr_multiplier != 1.0:
+            return f"  trained at learning_rate x {restored_lr_multiplier:g}"
+        return "  trained"
+    lines = [f"restored  {v.op.name:<16} {str(v.shape.as_list()):<18} from {checkpoint}{training(v)}"
+             for v in restored]
+    lines += [f"initial   {v.op.name:<16} {str(v.shape.as_list()):<18} (initializer){training(v)}"
               for v in model_variables if v.op.name not in restored_names]
     return lines

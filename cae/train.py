@@ -43,7 +43,8 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
     ``first_step`` is the restored global step, so an interrupted run continues mid-epoch where it stopped.
     ``on_epoch_start(indices)`` gets the order of the rest of the epoch before its first step (a tf.data loop
     starts its iterator with it; its ``run_step`` then ignores the batch indices a feed_dict loop needs).
-    ``on_epoch_end(epoch, step)`` runs after each completed epoch; ``save(step)`` also runs every
+    ``on_epoch_end(epoch, step)`` runs after each completed epoch; a true return value stops training there
+    (early stopping). ``save(step)`` also runs every
     ``save_every_steps`` steps inside an epoch (0: never). With ``save``, SIGINT/SIGTERM stop the loop after the
     current step: ``save(step)``, then ``interrupt.Interrupted``. A NaN or Inf loss raises UserError before
     anything else is saved. Returns the last step.
@@ -71,8 +72,8 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
                     raise interrupt.Interrupted(received(), step)
                 if save_every_steps and step % save_every_steps == 0 and batch + 1 < per_epoch:
                     save(step)
-            if on_epoch_end:
-                on_epoch_end(epoch + 1, step)
+            if on_epoch_end and on_epoch_end(epoch + 1, step):
+                break
     return step
 
 

@@ -8,7 +8,7 @@ import time
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, pipeline, projector, restore, session, summaries, train, train_dir
+from cae import data, features, models, optimize, pipeline, projector, restore, session, summaries, train, train_dir
 
 v1 = tf.compat.v1
 
@@ -16,6 +16,7 @@ v1 = tf.compat.v1
 @dataclasses.dataclass
 class TransferConfig:
     data_dir: str = None
+    dataset: str = "mnist"
     train_dir: str = "checkpoints/transfer"
     checkpoint_path: str = None  # None: train from scratch (the baseline)
     restore_scopes: str = "conv1,conv2"
@@ -27,6 +28,10 @@ class TransferConfig:
     learning_rate: float = 1e-3
     lr_schedule: str = "cosine"  # or "constant"
     num_labels: int = None
+    restored_lr_multiplier: float = 1.0  # restored layers that are trained learn at learning_rate * this
+    cache_features: bool = False  # train the head on frozen-layer outputs computed once per image
+    eval_every_epochs: int = 1  # validate (and checkpoint) after every this many epochs
+    patience: int = 0  # stop after this many validations without a better accuracy, test the best; 0: off
     download: bool = True
     seed: int = 0
     keep_checkpoints: int = 5
@@ -72,8 +77,9 @@ def build_graph(cfg, total_steps):
         with v1.name_scope("Solver"):
             t["learning_rate"] = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, t["global_step"],
                                                      total_steps)
-            optimizer = v1.train.AdamOptimizer(t["learning_rate"])
-            t["train_op"] = optimizer.minimize(t["loss"], var_list=t["trained"], global_step=t["global_step"])
+            t["train_op"], t["learning_rates"] = optimize.train_op(
+                t["loss"], t["trained"], t["restored"], t["learning_rate"], cfg.restored_lr_multiplier,
+                t["global_step"])
         t["train_summary"] = summaries.train_scalars(t["loss"], t["learning_rate"])
         t["epoch_summary"] = summaries.epoch_summary(t["model_variables"],
                                                      {name: t[name] for name in ("conv1", "conv2", "fc1")})
@@ -82,6 +88,7 @@ def build_graph(cfg, total_steps):
         t["init"] = v1.global_variables_initializer()
         t["restore_saver"] = restore.restore_saver(t["restored"]) if t["restored"] else None
         t["saver"] = v1.train.Saver(max_to_keep=cfg.keep_checkpoints)
+        t["best_saver"] = v1.train.Saver(max_to_keep=1, name="best_saver")
     return graph, t
 
 
@@ -94,11 +101,46 @@ def initialize(sess, t, cfg):
         note = f" (--checkpoint_path {cfg.checkpoint_path} ignored)" if cfg.checkpoint_path else ""
         return [f"resumed all variables from {own}{note}"]
     if not cfg.checkpoint_path:
-        return restore.report([], t["model_variables"], None)
+        return restore.report([], t["model_variables"], None, t["trained"], cfg.restored_lr_multiplier)
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
     restore.check_compatible(checkpoint, t["restored"])
     t["restore_saver"].restore(sess, checkpoint)
-    return restore.report(t["restored"], t["model_variables"], checkpoint)
+    return restore.report(t["restored"], t["model_variables"], checkpoint, t["trained"],
+                          cfg.restored_lr_multiplier)
+
+
+def cached_inputs(sess, t, datasets):
+    """With --cache_features: (the tensor to feed, each split's frozen-layer outputs computed once)."""
+    key = features.cache_point(t["restored"], t["trained"])
+    logging.info("caching the output of the frozen layers (%s) for every image", key)
+    return t[key], datasets._replace(**{
+        name: split._replace(images=features.compute(sess, t[key], t["images"], split.images,
+                                                     log_progress=f"{key} of {name}"))
+        for name, split in datasets._asdict().items()})
+
+
+def split_runners(sess, t, cfg, datasets, metrics_of):
+    """How training reads its batches and how a split is evaluated and predicted.
+
+    Normally the tf.data pipeline brings the images. With --cache_features the frozen layers' outputs, computed
+    once, are fed in place of their tensor (a fed tensor cuts everything below it out of the run) together
+    with the labels, so the pipeline is never started. Returns (train feed_for, on_epoch_start, evaluate(name),
+    predict(name)).
+    """
+    if not cfg.cache_features:
+        return (lambda indices: None,  # the pipeline brings the batch
+                lambda indices: pipeline.start(sess, t["input"], datasets.train, indices, cfg.batch_size),
+                lambda name: pipeline.evaluate(sess, t["input"], metrics_of, getattr(datasets, name)),
+                lambda name: pipeline.predict(sess, t["input"], t["predictions"], getattr(datasets, name)))
+    inputs, cached = cached_inputs(sess, t, datasets)
+
+    def feed(split):
+        return lambda i: {inputs: split.images[i], t["labels"]: split.labels[i]}
+    return (feed(cached.train), None,
+            lambda name: train.evaluate(sess, metrics_of, feed(getattr(cached, name)),
+                                        len(getattr(cached, name).labels)),
+            lambda name: train.predict(sess, t["predictions"], feed(getattr(cached, name)),
+                                       len(getattr(cached, name).labels)))
 
 
 def transfer(cfg, datasets=None):
@@ -109,14 +151,18 @@ def transfer(cfg, datasets=None):
     """
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
-    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels, download_missing=cfg.download)
+    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels, download_missing=cfg.download,
+                                     dataset=cfg.dataset)
     projector_images, projector_labels = projector.subset(datasets.test, cfg.projector_images)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
     graph, t = build_graph(cfg, total_steps)
+    if cfg.cache_features:
+        features.cache_point(t["restored"], t["trained"])  # refuse a bad combination before any training
     if cfg.projector_images:
         projector.check_resume(cfg.train_dir, t["embedding"], cfg.projector_images)
 
     metrics_of = {"loss": t["loss"], "accuracy": t["accuracy"]}
+    best = {"accuracy": -1.0, "epoch": 0, "evaluations_since": 0}
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
         for line in initialize(sess, t, cfg):
             logging.info("%s", line)
@@ -126,20 +172,29 @@ def transfer(cfg, datasets=None):
         if cfg.projector_images:
             projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
 
-        def on_epoch_start(indices):
-            pipeline.start(sess, t["input"], datasets.train, indices, cfg.batch_size)
-
-        run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"],
-                                           lambda indices: None,  # the pipeline brings the batch
+        cache_start = time.time()
+        train_feed, on_epoch_start, evaluate, predict = split_runners(sess, t, cfg, datasets, metrics_of)
+        cache_time = time.time() - cache_start
+        run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"], train_feed,
                                            writer, first_step, cfg.summary_every_steps)
 
         def on_epoch_end(epoch, step):
-            val = pipeline.evaluate(sess, t["input"], metrics_of, datasets.validation)
+            """Validate and checkpoint; with --patience keep the best weights and return True to stop."""
+            if epoch % cfg.eval_every_epochs and epoch != cfg.epochs:
+                return False
+            val = evaluate("validation")
             summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, writer)
             writer.add_summary(sess.run(t["epoch_summary"],
                                         {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
             logging.info("epoch %d: validation accuracy %.4f loss %.4f", epoch, val["accuracy"], val["loss"])
             save(step)
+            if val["accuracy"] > best["accuracy"]:
+                best.update(accuracy=val["accuracy"], epoch=epoch, evaluations_since=0)
+                if cfg.patience:
+                    t["best_saver"].save(sess, os.path.join(cfg.train_dir, "best", "model.ckpt"), step)
+            else:
+                best["evaluations_since"] += 1
+            return bool(cfg.patience) and best["evaluations_since"] >= cfg.patience
 
         def save(step):
             projector.refresh(sess, t, projector_images)  # every checkpoint holds its own model's features
@@ -151,17 +206,22 @@ def transfer(cfg, datasets=None):
             step = train.fit(run_step, len(datasets.train.labels), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
                              on_epoch_end, cfg.save_every_steps, save, on_epoch_start)
             wall = time.time() - start
-            test = pipeline.evaluate(sess, t["input"], metrics_of, datasets.test)
+            if cfg.patience and best["epoch"]:  # early stopping: test the weights of the best validation
+                t["best_saver"].restore(sess, tf.train.latest_checkpoint(os.path.join(cfg.train_dir, "best")))
+            test = evaluate("test")
             summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, writer)
-            predictions = pipeline.predict(sess, t["input"], t["predictions"], datasets.test)
+            predictions = predict("test")
             counts = summaries.confusion_matrix(datasets.test.labels, predictions, data.NUM_CLASSES)
             summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts), step, writer)
         finally:
             writer.close()
     trained = (step - first_step) * cfg.batch_size
+    per_epoch = train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
     metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "steps": step,
                "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0,
-               "checkpoint_path": cfg.checkpoint_path, "num_labels": len(datasets.train.labels)}
+               "checkpoint_path": cfg.checkpoint_path, "num_labels": len(datasets.train.labels),
+               "cache_time_s": cache_time, "epoch_time_s": wall * per_epoch / max(1, step - first_step),
+               "best_epoch": best["epoch"], "best_validation_accuracy": best["accuracy"]}
     train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
     logging.info("test accuracy: %.4f", test["accuracy"])
     return metrics

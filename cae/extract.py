@@ -1,0 +1,77 @@
+"""Run a restored encoder over one split and save a chosen layer's output with the labels to an .npz file."""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from cae import data, features, layers, models, restore, session
+
+v1 = tf.compat.v1
+
+# layer -> the scopes its output depends on (read from the checkpoint)
+LAYER_SCOPES = {"conv2": "conv1,conv2", "latent": "conv1,conv2,latent_var", "fc1": "conv1,conv2,fc1"}
+
+
+@dataclasses.dataclass
+class ExtractConfig:
+    checkpoint_path: str = None  # an autoencoder (conv2, latent) or classifier (conv2, fc1) checkpoint
+    output: str = None  # .npz with 'features' [N, D] float32 and 'labels' [N] int64
+    layer: str = "conv2"  # conv2 (flattened), latent or fc1
+    split: str = "test"  # train, validation or test
+    data_dir: str = None
+    dataset: str = "mnist"
+    batch_size: int = 1000
+    gpu_memory_fraction: float = 0.2
+    allow_growth: bool = False
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+
+
+def build_graph(layer, shapes):
+    """The encoder up to ``layer``, sized from the checkpoint's shapes; returns (graph, images, output, variables)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = models.image_input()
+        _, conv2 = models.encoder(images)
+        output = layers.flatten(conv2)
+        if layer == "latent":
+            output = layers.dense(output, shapes.get("latent_var/kernel", (0, 1))[-1], "latent_var")
+        elif layer == "fc1":
+            output = layers.dense(output, shapes.get("fc1/kernel", (0, 1))[-1], "fc1", tf.nn.relu)
+    return graph, images, output, graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
+
+
+def extract(cfg):
+    """Write cfg.output; returns (features, labels)."""
+    from cae.errors import UserError
+    if cfg.layer not in LAYER_SCOPES:
+        raise UserError(f"--layer={cfg.layer}: expected one of {', '.join(LAYER_SCOPES)}")
+    if not cfg.output or not cfg.output.endswith(".npz"):
+        raise UserError(f"--output={cfg.output}: expected a path ending in .npz")
+    if not cfg.checkpoint_path:
+        raise UserError("--checkpoint_path: required (an autoencoder or classifier checkpoint or directory)")
+    splits = data.load(cfg.data_dir, dataset=cfg.dataset)._asdict()
+    if cfg.split not in splits:
+        raise UserError(f"--split={cfg.split}: expected one of {', '.join(splits)}")
+    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+    shapes = restore.checkpoint_shapes(checkpoint)
+    graph, images, output, variables = build_graph(cfg.layer, shapes)
+    with graph.as_default():
+        chosen = restore.select(variables, LAYER_SCOPES[cfg.layer], "layer")
+        restore.check_compatible(checkpoint, chosen)
+        saver = restore.restore_saver(chosen)
+    split = splits[cfg.split]
+    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
+        saver.restore(sess, checkpoint)
+        logging.info("extracting %s of %d %s images from %s", cfg.layer, len(split.labels), cfg.split, checkpoint)
+        values = features.compute(sess, output, images, split.images, cfg.batch_size, log_progress=True)
+    directory = os.path.dirname(os.path.abspath(cfg.output))
+    os.makedirs(directory, exist_ok=True)
+    tmp = cfg.output[:-len(".npz")] + ".tmp.npz"  # written whole, then renamed: never half a file
+    np.savez(tmp, features=values, labels=split.labels, layer=cfg.layer, checkpoint=checkpoint,
+             dataset=cfg.dataset, split=cfg.split)
+    os.replace(tmp, cfg.output)
+    return values, split.labels

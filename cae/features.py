@@ -1,0 +1,50 @@
+"""Outputs of frozen layers: which classifier tensor no training step can change, and computing it in batches.
+
+Used by ``--cache_features`` (train the head on features computed once) and by scripts/extract_features.py.
+"""
+
+import numpy as np
+
+from cae.errors import UserError
+from cae.progress import Progress
+
+# The classifier's layers bottom-up, and the dict key of each one's output (conv2's flattened, as fc1 sees it).
+LAYER_OUTPUTS = (("conv1", "conv1"), ("conv2", "features"), ("fc1", "fc1"))
+
+
+def _scope(variable):
+    return variable.op.name.split("/")[0]
+
+
+def cache_point(restored, trained):
+    """The key of the output of the longest run of frozen layers from the input up.
+
+    Caching is only meaningful when every restored layer is frozen (otherwise its output changes every step),
+    and only if the first layer is frozen; otherwise raise UserError naming the culprit.
+    """
+    trained_scopes = {_scope(v) for v in trained}
+    restored_and_trained = sorted({_scope(v) for v in restored} & trained_scopes)
+    if restored_and_trained:
+        raise UserError(f"--cache_features needs every restored layer frozen, but --trainable_scopes trains "
+                        f"restored {', '.join(restored_and_trained)}; drop it from --trainable_scopes or "
+                        f"turn off --cache_features")
+    key = None
+    for scope, output in LAYER_OUTPUTS:
+        if scope in trained_scopes:
+            break
+        key = output
+    if key is None:
+        raise UserError("--cache_features: conv1 is trained (see --trainable_scopes), so no layer output is "
+                        "fixed; freeze at least conv1 or turn off --cache_features")
+    return key
+
+
+def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=False):
+    """``tensor`` evaluated on every image, in batches, as one float32 array [N, ...]."""
+    progress = Progress(-(-len(images) // batch_size), batch_size) if log_progress else None
+    outputs = []
+    for step, start in enumerate(range(0, len(images), batch_size), 1):
+        outputs.append(sess.run(tensor, {images_placeholder: images[start:start + batch_size]}))
+        if progress:
+            progress.update(1, 1, step, float("nan"), force=step == progress.total_steps)
+    return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros((0,), np.float32)

@@ -1,0 +1,37 @@
+"""The train op over the trained variables, with restored ones optionally at a smaller learning rate.
+
+Fine-tuning keeps the pretrained layers near their restored values by training them at
+``learning_rate * restored_lr_multiplier``. Adam is invariant to scaling a gradient, so scaling gradients would
+change nothing: the restored variables get their own Adam optimizer (slots ``<var>/Adam_restored``) instead.
+"""
+
+import tensorflow as tf
+
+v1 = tf.compat.v1
+
+RESTORED_OPTIMIZER_NAME = "Adam_restored"
+
+
+def train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step):
+    """One op that takes one step on every trained variable and increments global_step once.
+
+    Returns (op, {variable name: its learning-rate tensor}).
+    """
+    restored_names = {v.op.name for v in restored}
+    slow = [v for v in trained if v.op.name in restored_names] if restored_lr_multiplier != 1.0 else []
+    fast = [v for v in trained if v.op.name not in {s.op.name for s in slow}]
+    rates = {v.op.name: learning_rate for v in fast}
+    if not slow:
+        op = v1.train.AdamOptimizer(learning_rate).minimize(loss, var_list=fast, global_step=global_step)
+        return op, rates
+    slow_rate = tf.multiply(learning_rate, restored_lr_multiplier, name="restored_learning_rate")
+    rates.update({v.op.name: slow_rate for v in slow})
+    gradients = tf.gradients(loss, fast + slow)
+    apply_slow = v1.train.AdamOptimizer(slow_rate, name=RESTORED_OPTIMIZER_NAME).apply_gradients(
+        list(zip(gradients[len(fast):], slow)))
+    if not fast:
+        with tf.control_dependencies([apply_slow]):
+            return v1.assign_add(global_step, 1).op, rates
+    apply_fast = v1.train.AdamOptimizer(learning_rate).apply_gradients(
+        list(zip(gradients[:len(fast)], fast)), global_step=global_step)
+    return tf.group(apply_fast, apply_slow, name="train_op"), rates

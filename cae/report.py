@@ -1,0 +1,97 @@
+"""The label-budget report: a markdown table of mean +/- std test accuracy and a matplotlib plot."""
+
+import collections
+import dataclasses
+import os
+
+import numpy as np
+
+from cae.errors import UserError
+
+
+def summarize(results):
+    """{method: {budget: (mean, std, n, labels used, mean wall time)}} in first-seen order."""
+    groups = collections.defaultdict(lambda: collections.defaultdict(list))
+    for r in results:
+        groups[r["method"]][r["budget"]].append(r)
+    return {method: {budget: (float(np.mean([r["test_accuracy"] for r in rs])),
+                              float(np.std([r["test_accuracy"] for r in rs])), len(rs), rs[0]["num_labels"],
+                              float(np.mean([r["wall_time_s"] for r in rs])))
+                     for budget, rs in by_budget.items()}
+            for method, by_budget in groups.items()}
+
+
+def table(summary):
+    """Markdown: one row per budget, one column per method, cells 'mean +/- std' in percent."""
+    methods = list(summary)
+    budgets = sorted({b for m in summary.values() for b in m})
+    lines = ["| labels | " + " | ".join(methods) + " |", "|---:|" + "---:|" * len(methods)]
+    for budget in budgets:
+        used = next(s[budget][3] for s in summary.values() if budget in s)
+        cells = [f"{100 * s[budget][0]:.2f} +/- {100 * s[budget][1]:.2f}" if budget in s else "-"
+                 for s in summary.values()]
+        label = f"{budget}" if used == budget else f"{budget} (all {used})"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot(summary, path, title):
+    """Accuracy vs number of labels, log x axis, one line per method with std error bars."""
+    import matplotlib
+    matplotlib.use("Agg")  # no display on servers and in CI
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for method, by_budget in summary.items():
+        budgets = sorted(by_budget)
+        axes.errorbar([by_budget[b][3] for b in budgets], [100 * by_budget[b][0] for b in budgets],
+                      yerr=[100 * by_budget[b][1] for b in budgets], marker="o", capsize=3, label=method)
+    axes.set_xscale("log")
+    axes.set_xlabel("labelled training images")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+
+
+def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
+    """reports/label_budget.md and reports/label_budget.png from the results of experiment.run."""
+    try:
+        os.makedirs(cfg.report_dir, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--report_dir={cfg.report_dir}: cannot create it ({e})") from None
+    summary = summarize(results)
+    png = os.path.join(cfg.report_dir, "label_budget.png")
+    plot(summary, png, f"{cfg.dataset}: test accuracy vs labels ({cfg.seeds} seeds, mean +/- std)")
+    settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
+                if f.name not in ("data_dir", "other_data_dir", "work_dir", "report_dir")}
+    lines = [
+        "# Label-budget experiment",
+        "",
+        f"Test accuracy (%) on {cfg.dataset}, mean +/- std over {cfg.seeds} seeds"
+        + (" (**quick mode**: tiny data, not a result)" if cfg.quick else "") + ".",
+        "",
+        *table(summary),
+        "",
+        "![accuracy vs labels](label_budget.png)",
+        "",
+        "## Settings",
+        "",
+        *([f"Command: `CAE_DATA_DIR=/path/to/mnist {command}`", ""] if command else []),
+        *[f"- `{k}`: {v}" for k, v in settings.items()],
+        "",
+        "Pretraining: " + "; ".join(f"{name}: test reconstruction loss ({m['loss']}) "
+                                    f"{m['test_reconstruction_loss']:.5f} in {m['wall_time_s']:.0f} s"
+                                    for name, m in pretrain_metrics.items()),
+        "",
+        "Mean wall time per run (s): " + "; ".join(
+            f"{method} " + ", ".join(f"{b}: {v[4]:.1f}" for b, v in sorted(s.items()))
+            for method, s in summary.items()),
+        "",
+        f"Total wall time: {wall_time_s / 60:.1f} min on {machine}.",
+    ]
+    with open(os.path.join(cfg.report_dir, "label_budget.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return summary

@@ -1,0 +1,102 @@
+"""Feature extraction, the command-line errors of the new flags, and the experiment's quick mode."""
+
+import os
+import re
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from cae import experiment, features, transfer
+from cae.experiment import ExperimentConfig
+from cae.transfer import TransferConfig
+
+from conftest import REPO
+
+v1 = tf.compat.v1
+
+
+def run_script(name, *args, data_dir):
+    env = dict(os.environ, CAE_DATA_DIR=data_dir)
+    return subprocess.run([sys.executable, os.path.join(REPO, "scripts", name), *args],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def test_extract_features_writes_the_classifier_features(tmp_path, cae_checkpoint, mnist_dir, mnist):
+    output = str(tmp_path / "out" / "conv2.npz")
+    result = run_script("extract_features.py", f"--checkpoint_path={cae_checkpoint}", "--layer=conv2",
+                        "--split=validation", f"--output={output}", "--batch_size=700", data_dir=mnist_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {output}: features [5000, 1568], labels [5000]" in result.stdout
+    saved = np.load(output)
+    np.testing.assert_array_equal(saved["labels"], mnist.validation.labels)
+    # The same numbers the transfer graph feeds its head after restoring the checkpoint.
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / "run"))
+    graph, t = transfer.build_graph(cfg, total_steps=100)
+    with graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, t, cfg)
+        expected = features.compute(sess, t["features"], t["images"], mnist.validation.images[:1000])
+    np.testing.assert_allclose(saved["features"][:1000], expected, rtol=1e-5, atol=1e-6)
+    assert str(saved["layer"]) == "conv2" and os.listdir(tmp_path / "out") == ["conv2.npz"]
+
+
+def test_extract_latent_sized_from_checkpoint(tmp_path, mnist_dir):
+    from conftest import save_autoencoder_checkpoint
+    checkpoint = save_autoencoder_checkpoint(tmp_path / "cae", latent_size=7)
+    output = str(tmp_path / "latent.npz")
+    result = run_script("extract_features.py", f"--checkpoint_path={checkpoint}", "--layer=latent",
+                        "--split=test", f"--output={output}", data_dir=mnist_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert np.load(output)["features"].shape == (10000, 7)
+
+
+def test_extract_fc1_from_an_autoencoder_is_one_clear_error(tmp_path, cae_checkpoint, mnist_dir):
+    output = tmp_path / "fc1.npz"
+    output.write_bytes(b"the user's file")
+    result = run_script("extract_features.py", f"--checkpoint_path={cae_checkpoint}", "--layer=fc1",
+                        f"--output={output}", data_dir=mnist_dir)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "fc1/kernel missing" in result.stderr and "Traceback" not in result.stderr
+    assert output.read_bytes() == b"the user's file"
+
+
+def test_cache_features_with_fine_tuning_exits_2_in_one_line(tmp_path, cae_checkpoint, mnist_dir):
+    result = run_script("transfer_classify.py", f"--checkpoint_path={cae_checkpoint}", "--cache_features",
+                        "--trainable_scopes=conv2,fc1,logits", "--num_labels=100", "--epochs=1",
+                        f"--train_dir={tmp_path}", data_dir=mnist_dir)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == ("error: --cache_features needs every restored layer frozen, but --trainable_scopes trains "
+                    "restored conv2; drop it from --trainable_scopes or turn off --cache_features")
+    assert "Traceback" not in result.stderr
+
+
+def png_size(path):
+    with open(path, "rb") as f:
+        head = f.read(24)
+    assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+    return struct.unpack(">II", head[16:24])
+
+
+def test_quick_experiment_writes_table_and_plot(tmp_path, mnist_dir, fashion_mnist):
+    cfg = ExperimentConfig(data_dir=mnist_dir, quick=True, work_dir=str(tmp_path / "work"),
+                           report_dir=str(tmp_path / "reports"))
+    results = experiment.run(cfg, command="python scripts/experiment.py --quick")
+    methods = list(experiment.METHODS)
+    assert len(results) == 2 * 2 * 3 + 2 * 2  # budgets x seeds x methods, cross-domain at 100 labels only
+    assert {r["method"] for r in results} == set(methods)
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["num_labels"] == r["budget"] for r in results)
+    report = open(tmp_path / "reports" / "label_budget.md").read().splitlines()
+    header = report.index("| labels | " + " | ".join(methods) + " |")
+    assert report[header + 1] == "|---:|" + "---:|" * len(methods)
+    cell = r"\d+\.\d\d \+/- \d+\.\d\d"
+    assert re.fullmatch(rf"\| 20 \| {cell} \| {cell} \| {cell} \| - \| - \|", report[header + 2]), report
+    assert re.fullmatch(rf"\| 100 \|( {cell} \|){{5}}", report[header + 3]), report
+    assert "Command: `CAE_DATA_DIR=/path/to/mnist python scripts/experiment.py --quick`" in report
+    assert png_size(tmp_path / "reports" / "label_budget.png") == (700, 450)
+    mean_100 = np.mean([r["test_accuracy"] for r in results if r["budget"] == 100 and r["method"] == "scratch"])
+    row = report[header + 3].split("|")[2].split()
+    assert float(row[0]) == round(100 * mean_100, 2)

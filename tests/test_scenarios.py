@@ -1,0 +1,162 @@
+"""Fine-tuning, partial freezing and cached features: the transfer scenarios, checked on the variables."""
+
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cae import features, transfer
+from cae.errors import UserError
+from cae.transfer import TransferConfig
+
+from test_transfer import CONV_VARIABLES, HEAD_VARIABLES, values
+
+v1 = tf.compat.v1
+
+
+def one_batch(mnist, n=64, start=0):
+    return mnist.train.images[start:start + n], mnist.train.labels[start:start + n]
+
+
+def step_deltas(t, cfg, images, labels):
+    """Largest absolute change of each model variable over one training step."""
+    names = [v.op.name for v in t["model_variables"]]
+    with v1.Session() as sess:
+        report = transfer.initialize(sess, t, cfg)
+        before = values(sess, names)
+        sess.run(t["train_op"], {t["images"]: images, t["labels"]: labels})
+        after = values(sess, names)
+        assert sess.run(t["global_step"]) == 1
+    return {n: float(np.abs(after[n] - before[n]).max()) for n in names}, report
+
+
+def test_fine_tune_moves_restored_kernels_at_the_smaller_rate(tmp_path, cae_checkpoint, mnist):
+    """Adam's first step moves each weight by about the learning rate, so the rates can be read off the step."""
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), trainable_scopes="conv1,conv2,"
+                         "fc1,logits", learning_rate=1e-3, restored_lr_multiplier=0.1)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
+    with graph.as_default():
+        deltas, report = step_deltas(t, cfg, *one_batch(mnist))
+    for name in ["conv1/kernel", "conv2/kernel"]:
+        assert deltas[name] == pytest.approx(1e-4, rel=0.01), name
+    for name in ["fc1/kernel", "logits/kernel"]:
+        assert deltas[name] == pytest.approx(1e-3, rel=0.01), name
+    assert any(line.startswith("restored  conv1/kernel") and line.endswith("trained at learning_rate x 0.1")
+               for line in report)
+    assert any(line.startswith("initial   fc1/kernel") and line.endswith("  trained") for line in report)
+    with graph.as_default():
+        slots = sorted(v.op.name for v in v1.global_variables() if "/Adam" in v.op.name)
+    assert slots == sorted([f"{n}/Adam_restored{s}" for n in CONV_VARIABLES for s in ("", "_1")]
+                           + [f"{n}/Adam{s}" for n in HEAD_VARIABLES for s in ("", "_1")])
+
+
+def test_multiplier_one_is_plain_fine_tuning(tmp_path, cae_checkpoint, mnist):
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), trainable_scopes="conv1,conv2,"
+                         "fc1,logits", learning_rate=1e-3)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
+    with graph.as_default():
+        deltas, _ = step_deltas(t, cfg, *one_batch(mnist))
+    assert deltas["conv1/kernel"] == pytest.approx(1e-3, rel=0.01)
+
+
+@pytest.mark.parametrize("restore_scopes, trainable_scopes, frozen", [
+    ("conv1", "conv2,fc1,logits", ["conv1/kernel", "conv1/bias"]),  # restore conv1 only, train the rest
+    ("conv1,conv2", "conv2,fc1,logits", ["conv1/kernel", "conv1/bias"]),  # freeze conv1, fine-tune conv2
+])
+def test_partial_freezing_leaves_exactly_the_frozen_scopes(tmp_path, cae_checkpoint, mnist, restore_scopes,
+                                                           trainable_scopes, frozen):
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), restore_scopes=restore_scopes,
+                         trainable_scopes=trainable_scopes, learning_rate=1e-3, restored_lr_multiplier=0.5)
+    reader = tf.train.load_checkpoint(cae_checkpoint)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
+    names = CONV_VARIABLES + HEAD_VARIABLES
+    with graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, t, cfg)
+        before = values(sess, names)
+        for step in range(5):
+            images, labels = one_batch(mnist, start=64 * step)
+            sess.run(t["train_op"], {t["images"]: images, t["labels"]: labels})
+        after = values(sess, names)
+    changed = [n for n in names if not np.array_equal(before[n], after[n])]
+    assert changed == [n for n in names if n not in frozen]
+    for name in frozen:
+        np.testing.assert_array_equal(after[name], reader.get_tensor(name))
+    restored = [v.op.name for v in t["restored"]]
+    for name in restored:
+        np.testing.assert_array_equal(before[name], reader.get_tensor(name))
+    assert "conv2/kernel" in restored or not np.array_equal(before["conv2/kernel"], reader.get_tensor("conv2/kernel"))
+
+
+def test_cached_and_uncached_head_give_the_same_logits_and_step(tmp_path, cae_checkpoint, mnist):
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), learning_rate=1e-3)
+    graph, t = transfer.build_graph(cfg, total_steps=100)
+    images, labels = one_batch(mnist, n=300)
+    assert features.cache_point(t["restored"], t["trained"]) == "features"
+    with graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, t, cfg)
+        cached = features.compute(sess, t["features"], t["images"], images, batch_size=128)
+        assert cached.shape == (300, 7 * 7 * 32)
+        direct = sess.run(t["logits"], {t["images"]: images})
+        from_cache = sess.run(t["logits"], {t["features"]: cached})
+        np.testing.assert_allclose(from_cache, direct, rtol=1e-5, atol=1e-6)
+        init = values(sess, HEAD_VARIABLES)
+        sess.run(t["train_op"], {t["images"]: images[:64], t["labels"]: labels[:64]})
+        uncached_step = values(sess, HEAD_VARIABLES)
+    with graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, t, cfg)
+        np.testing.assert_array_equal(values(sess, ["fc1/kernel"])["fc1/kernel"], init["fc1/kernel"])
+        sess.run(t["train_op"], {t["features"]: cached[:64], t["labels"]: labels[:64]})
+        cached_step = values(sess, HEAD_VARIABLES)
+    for name in HEAD_VARIABLES:
+        np.testing.assert_allclose(cached_step[name], uncached_step[name], rtol=1e-5, atol=1e-6)
+
+
+def test_cached_training_matches_uncached_accuracy(tmp_path, cae_checkpoint, mnist):
+    small = mnist._replace(train=mnist.train._replace(images=mnist.train.images[:512],
+                                                      labels=mnist.train.labels[:512]),
+                           test=mnist.test._replace(images=mnist.test.images[:2000],
+                                                    labels=mnist.test.labels[:2000]))
+    results = [transfer.transfer(TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / str(c)),
+                                                epochs=2, learning_rate=1e-3, cache_features=c), small)
+               for c in (False, True)]
+    assert results[0]["steps"] == results[1]["steps"] == 16
+    assert results[1]["test_accuracy"] == pytest.approx(results[0]["test_accuracy"], abs=0.002)
+    assert results[0]["test_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("restore_scopes, trainable_scopes, expected", [
+    ("conv1,conv2", "conv1,conv2,fc1,logits", "trains restored conv1, conv2"),
+    ("conv1", "conv1,fc1,logits", "trains restored conv1"),
+    (None, None, "conv1 is trained"),
+])
+def test_cache_features_refuses_trained_restored_layers(tmp_path, cae_checkpoint, restore_scopes,
+                                                        trainable_scopes, expected):
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint if restore_scopes else None, train_dir=str(tmp_path),
+                         restore_scopes=restore_scopes or "conv1,conv2", trainable_scopes=trainable_scopes,
+                         cache_features=True)
+    _, t = transfer.build_graph(cfg, total_steps=100)
+    with pytest.raises(UserError, match="--cache_features") as e:
+        features.cache_point(t["restored"], t["trained"])
+    assert expected in str(e.value)
+
+
+def test_partial_cache_point_is_the_frozen_prefix(tmp_path, cae_checkpoint):
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), restore_scopes="conv1",
+                         trainable_scopes="conv2,fc1,logits")
+    _, t = transfer.build_graph(cfg, total_steps=100)
+    assert features.cache_point(t["restored"], t["trained"]) == "conv1"
+
+
+def test_early_stopping_tests_the_best_validation_weights(tmp_path, cae_checkpoint, mnist):
+    small = mnist._replace(train=mnist.train._replace(images=mnist.train.images[:64],
+                                                      labels=mnist.train.labels[:64]),
+                           validation=mnist.validation._replace(images=mnist.validation.images[:500],
+                                                                labels=mnist.validation.labels[:500]))
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), epochs=200, batch_size=64,
+                         learning_rate=1e-2, patience=2, cache_features=True)
+    metrics = transfer.transfer(cfg, small)
+    assert metrics["steps"] < 200  # stopped early
+    assert metrics["steps"] == metrics["best_epoch"] + 2
+    best = tf.train.latest_checkpoint(os.path.join(str(tmp_path), "best"))
+    assert best.endswith(f"model.ckpt-{metrics['best_epoch']}")
