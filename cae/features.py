@@ -40,11 +40,11 @@ def cache_point(restored, trained):
 
 
 def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=False):
-    """``tensor`` evaluated on every image, in batches, as one float32 array [N, ...]."""
+    """``tensor`` evaluated on every image, in batches, into one preallocated float32 array [N, ...]."""
+    output = np.empty([len(images)] + tensor.shape.as_list()[1:], np.float32)
     progress = Progress(-(-len(images) // batch_size), batch_size) if log_progress else None
-    outputs = []
     for step, start in enumerate(range(0, len(images), batch_size), 1):
-        outputs.append(sess.run(tensor, {images_placeholder: images[start:start + batch_size]}))
+        output[start:start + batch_size] = sess.run(tensor, {images_placeholder: images[start:start + batch_size]})
         if progress:
             progress.update(1, 1, step, float("nan"), force=step == progress.total_steps)
-    return np.concatenate(outputs).astype(np.float32) if outputs else np.zeros((0,), np.float32)
+    return output
