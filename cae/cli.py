@@ -298,9 +298,10 @@ def experiment_main():
     }
     for field in dataclasses.fields(ExperimentConfig):
         value, text = getattr(defaults, field.name), help_text.get(field.name, field.name.replace("_", " ") + ".")
-        if field.name in ("dataset", "loss"):
-            flags.DEFINE_enum(field.name, value, ["mnist", "fashion_mnist"] if field.name == "dataset"
-                              else ["bce", "mse"], text)
+        choices = {"dataset": ["mnist", "fashion_mnist"], "loss": ["bce", "mse"],
+                   "lr_schedule": ["constant", "cosine"]}.get(field.name)
+        if choices:
+            flags.DEFINE_enum(field.name, value, choices, text)
         else:
             define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer, float: flags.DEFINE_float}.get(
                 type(value), flags.DEFINE_string)

@@ -40,21 +40,22 @@ class ExperimentConfig:
     cross_domain_budgets: str = "1000"
     seeds: int = 3
     quick: bool = False  # CI: tiny data and runs, same code path
-    # Pretraining (both domains)
+    # Pretraining (both domains): a denoising autoencoder, 20 epochs (see reports/label_budget.md for why)
     pretrain_epochs: int = 20
     pretrain_batch_size: int = 128
     pretrain_learning_rate: float = 1e-3
     latent_size: int = 20
     loss: str = "bce"
-    input_noise: float = 0.0
+    input_noise: float = 0.5
     # Classifier training
-    batch_size: int = 32
+    batch_size: int = 64
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"  # decays to 0 over each run's planned steps
     restored_lr_multiplier: float = 0.1
-    max_steps: int = 3000  # per run, before early stopping (at least min_epochs)
-    min_epochs: int = 3
-    validations: int = 30  # about this many validations per run
-    patience: int = 8  # validations without improvement before stopping
+    max_steps: int = 2000  # per run, before early stopping (at least min_epochs)
+    min_epochs: int = 8
+    validations: int = 20  # about this many validations per run
+    patience: int = 6  # validations without improvement before stopping
     intra_op_threads: int = 0
     inter_op_threads: int = 0
 
@@ -109,7 +110,7 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
     epochs, eval_every = schedule(cfg, num_examples)
     return transfer.TransferConfig(
         train_dir=train_dir, checkpoint_path=checkpoint, restore_scopes="conv1,conv2", trainable_scopes=trainable,
-        epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_schedule="constant",
+        epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_schedule=cfg.lr_schedule,
         restored_lr_multiplier=cfg.restored_lr_multiplier if fine_tune else 1.0, cache_features=cache,
         eval_every_epochs=eval_every, patience=cfg.patience, seed=seed, keep_checkpoints=1,
         intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)

@@ -8,6 +8,8 @@ import numpy as np
 
 from cae.errors import UserError
 
+OTHER = {"mnist": "Fashion-MNIST", "fashion_mnist": "MNIST"}
+
 
 def summarize(results):
     """{method: {budget: (mean, std, n, labels used, mean wall time)}} in first-seen order."""
@@ -35,6 +37,20 @@ def table(summary):
     return lines
 
 
+def gains(summary, baseline="scratch"):
+    """Markdown: each method's mean minus the baseline's mean, in points, per budget."""
+    if baseline not in summary:
+        return []
+    methods = [m for m in summary if m != baseline]
+    lines = ["| labels | " + " | ".join(f"{m} - {baseline}" for m in methods) + " |",
+             "|---:|" + "---:|" * len(methods)]
+    for budget, base in sorted(summary[baseline].items()):
+        cells = [f"{100 * (summary[m][budget][0] - base[0]):+.2f}" if budget in summary[m] else "-"
+                 for m in methods]
+        lines.append(f"| {budget} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot(summary, path, title):
     """Accuracy vs number of labels, log x axis, one line per method with std error bars."""
     import matplotlib
@@ -46,6 +62,9 @@ def plot(summary, path, title):
         axes.errorbar([by_budget[b][3] for b in budgets], [100 * by_budget[b][0] for b in budgets],
                       yerr=[100 * by_budget[b][1] for b in budgets], marker="o", capsize=3, label=method)
     axes.set_xscale("log")
+    ticks = sorted({v[3] for by_budget in summary.values() for v in by_budget.values()})
+    axes.set_xticks(ticks, [str(t) for t in ticks])
+    axes.minorticks_off()
     axes.set_xlabel("labelled training images")
     axes.set_ylabel("test accuracy (%)")
     axes.set_title(title)
@@ -75,7 +94,19 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
         "",
         *table(summary),
         "",
+        "Gain over training from scratch (percentage points of mean test accuracy):",
+        "",
+        *gains(summary),
+        "",
         "![accuracy vs labels](label_budget.png)",
+        "",
+        "Each run trains on a labelled subset drawn at random per seed from the training split (all of it when "
+        "the budget is larger: the validation split, the last 5,000 of the 60,000 training images, is held "
+        "out). Runs stop early on "
+        "validation accuracy; the test set is evaluated once per run, with the best-validation weights. "
+        "frozen: pretrained conv1/conv2 frozen, fc1/logits trained on cached conv2 features; fine-tuned: every "
+        "layer trained, the pretrained convs at learning_rate x restored_lr_multiplier; cross-domain: the "
+        f"autoencoder was pretrained on {OTHER[cfg.dataset]} instead.",
         "",
         "## Settings",
         "",
