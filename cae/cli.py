@@ -298,8 +298,9 @@ def experiment_main():
     }
     for field in dataclasses.fields(ExperimentConfig):
         value, text = getattr(defaults, field.name), help_text.get(field.name, field.name.replace("_", " ") + ".")
-        choices = {"dataset": ["mnist", "fashion_mnist"], "loss": ["bce", "mse"],
-                   "lr_schedule": ["constant", "cosine"]}.get(field.name)
+        schedules = ["constant", "cosine"]
+        choices = {"dataset": ["mnist", "fashion_mnist"], "loss": ["bce", "mse"], "lr_schedule": schedules,
+                   "pretrain_lr_schedule": schedules}.get(field.name)
         if choices:
             flags.DEFINE_enum(field.name, value, choices, text)
         else:

@@ -44,6 +44,7 @@ class ExperimentConfig:
     pretrain_epochs: int = 20
     pretrain_batch_size: int = 128
     pretrain_learning_rate: float = 1e-3
+    pretrain_lr_schedule: str = "constant"
     latent_size: int = 20
     loss: str = "bce"
     input_noise: float = 0.5
@@ -100,9 +101,9 @@ def schedule(cfg, num_examples):
 def pretrain_config(cfg, dataset, train_dir):
     return pretrain.PretrainConfig(
         dataset=dataset, train_dir=train_dir, epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch_size,
-        learning_rate=cfg.pretrain_learning_rate, latent_size=cfg.latent_size, loss=cfg.loss,
-        input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, intra_op_threads=cfg.intra_op_threads,
-        inter_op_threads=cfg.inter_op_threads)
+        learning_rate=cfg.pretrain_learning_rate, lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size,
+        loss=cfg.loss, input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, save_every_steps=0,
+        intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)
 
 
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
@@ -112,7 +113,7 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
         train_dir=train_dir, checkpoint_path=checkpoint, restore_scopes="conv1,conv2", trainable_scopes=trainable,
         epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_schedule=cfg.lr_schedule,
         restored_lr_multiplier=cfg.restored_lr_multiplier if fine_tune else 1.0, cache_features=cache,
-        eval_every_epochs=eval_every, patience=cfg.patience, seed=seed, keep_checkpoints=1,
+        eval_every_epochs=eval_every, patience=cfg.patience, seed=seed, keep_checkpoints=1, save_every_steps=0,
         intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)
 
 
