@@ -67,7 +67,8 @@ def extract(cfg):
     with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
         saver.restore(sess, checkpoint)
         logging.info("extracting %s of %d %s images from %s", cfg.layer, len(split.labels), cfg.split, checkpoint)
-        values = features.compute(sess, output, images, split.images, cfg.batch_size, log_progress=True)
+        values = features.compute(sess, output, images, split.images, cfg.batch_size,
+                                  log_progress=f"{cfg.layer} of {cfg.split}")
     directory = os.path.dirname(os.path.abspath(cfg.output))
     os.makedirs(directory, exist_ok=True)
     tmp = cfg.output[:-len(".npz")] + ".tmp.npz"  # written whole, then renamed: never half a file

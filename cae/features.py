@@ -3,10 +3,12 @@
 Used by ``--cache_features`` (train the head on features computed once) and by scripts/extract_features.py.
 """
 
+import time
+
 import numpy as np
+from absl import logging
 
 from cae.errors import UserError
-from cae.progress import Progress
 
 # The classifier's layers bottom-up, and the dict key of each one's output (conv2's flattened, as fc1 sees it).
 LAYER_OUTPUTS = (("conv1", "conv1"), ("conv2", "features"), ("fc1", "fc1"))
@@ -39,12 +41,17 @@ def cache_point(restored, trained):
     return key
 
 
-def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=False):
-    """``tensor`` evaluated on every image, in batches, into one preallocated float32 array [N, ...]."""
+def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=None, interval=5.0):
+    """``tensor`` evaluated on every image, in batches, into one preallocated float32 array [N, ...]; with
+    ``log_progress`` (a name for the log) a line every ``interval`` seconds and at the end says how far it is."""
     output = np.empty([len(images)] + tensor.shape.as_list()[1:], np.float32)
-    progress = Progress(-(-len(images) // batch_size), batch_size) if log_progress else None
-    for step, start in enumerate(range(0, len(images), batch_size), 1):
-        output[start:start + batch_size] = sess.run(tensor, {images_placeholder: images[start:start + batch_size]})
-        if progress:
-            progress.update(1, 1, step, float("nan"), force=step == progress.total_steps)
+    start = last_log = time.monotonic()
+    for begin in range(0, len(images), batch_size):
+        end = min(begin + batch_size, len(images))
+        output[begin:end] = sess.run(tensor, {images_placeholder: images[begin:end]})
+        now = time.monotonic()
+        if log_progress and (now - last_log >= interval or end == len(images)):
+            last_log = now
+            logging.info("%s: %d/%d images, %.0f img/s", log_progress, end, len(images),
+                         end / max(now - start, 1e-9))
     return output
