@@ -103,7 +103,8 @@ def pretrain_config(cfg, dataset, train_dir):
         dataset=dataset, train_dir=train_dir, epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch_size,
         learning_rate=cfg.pretrain_learning_rate, lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size,
         loss=cfg.loss, input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, save_every_steps=0,
-        intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)
+        summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
+        inter_op_threads=cfg.inter_op_threads)
 
 
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
@@ -114,7 +115,8 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
         epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_schedule=cfg.lr_schedule,
         restored_lr_multiplier=cfg.restored_lr_multiplier if fine_tune else 1.0, cache_features=cache,
         eval_every_epochs=eval_every, patience=cfg.patience, seed=seed, keep_checkpoints=1, save_every_steps=0,
-        intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)
+        summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
+        inter_op_threads=cfg.inter_op_threads)
 
 
 def runs(cfg):
