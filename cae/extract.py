@@ -8,6 +8,7 @@ import tensorflow as tf
 from absl import logging
 
 from cae import data, features, layers, models, restore, session
+from cae.errors import UserError
 
 v1 = tf.compat.v1
 
@@ -46,7 +47,6 @@ def build_graph(layer, shapes):
 
 def extract(cfg):
     """Write cfg.output; returns (features, labels)."""
-    from cae.errors import UserError
     if cfg.layer not in LAYER_SCOPES:
         raise UserError(f"--layer={cfg.layer}: expected one of {', '.join(LAYER_SCOPES)}")
     if not cfg.output or not cfg.output.endswith(".npz"):
