@@ -13,9 +13,7 @@ v1 = tf.compat.v1
 
 
 @dataclasses.dataclass
-class PretrainConfig:
-    data_dir: str = None
-    dataset: str = "mnist"
+class PretrainConfig(train.RunConfig):
     train_dir: str = "checkpoints/cae"
     epochs: int = 10
     batch_size: int = 128
@@ -24,17 +22,7 @@ class PretrainConfig:
     latent_size: int = 20
     loss: str = "bce"
     input_noise: float = 0.0  # > 0: denoising autoencoder, Gaussian noise of this stddev on the encoder input
-    seed: int = 0
     max_train_examples: int = None  # train on the first N training images only (quick runs, tests)
-    download: bool = True
-    keep_checkpoints: int = 5
-    save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
-    gpu_memory_fraction: float = 0.2
-    allow_growth: bool = False
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    summary_every_steps: int = 20
-    projector_images: int = 2000
 
 
 def build_graph(cfg, total_steps):

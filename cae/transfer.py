@@ -14,9 +14,7 @@ v1 = tf.compat.v1
 
 
 @dataclasses.dataclass
-class TransferConfig:
-    data_dir: str = None
-    dataset: str = "mnist"
+class TransferConfig(train.RunConfig):
     train_dir: str = "checkpoints/transfer"
     checkpoint_path: str = None  # None: train from scratch (the baseline)
     restore_scopes: str = "conv1,conv2"
@@ -32,16 +30,6 @@ class TransferConfig:
     cache_features: bool = False  # train the head on frozen-layer outputs computed once per image
     eval_every_epochs: int = 1  # validate (and checkpoint) after every this many epochs
     patience: int = 0  # stop after this many validations without a better accuracy, test the best; 0: off
-    download: bool = True
-    seed: int = 0
-    keep_checkpoints: int = 5
-    save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
-    gpu_memory_fraction: float = 0.2
-    allow_growth: bool = False
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    summary_every_steps: int = 20
-    projector_images: int = 2000
 
 
 FROZEN_HEAD_SCOPES = "fc1,logits"
