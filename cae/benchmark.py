@@ -23,7 +23,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cae import data, models, pipeline, session, summaries, train
+from cae import data, features, models, pipeline, session, summaries, train
 from cae.errors import UserError
 from cae.pretrain import PretrainConfig, build_graph as build_autoencoder
 from cae.transfer import FROZEN_HEAD_SCOPES, TransferConfig, build_graph as build_classifier
@@ -158,6 +158,20 @@ def frozen_classifier_training(cfg, split, sessions):
     return _graph_training(graph, t, model_cfg, cfg, split, sessions)
 
 
+def cached_head_training(cfg, split, sessions):
+    """--cache_features: fc1/logits trained on conv2 outputs computed once (untimed), fed in place of their
+    tensor, so the frozen convs drop out of every step."""
+    model_cfg = dataclasses.replace(_classifier_config(cfg), cache_features=True)
+    graph, t = build_classifier(model_cfg, _total_steps(cfg))
+    key = features.cache_point(t["restored"], t["trained"])
+    cached = {}
+    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions,
+                                      lambda i: {t[key]: cached["train"][i], t["labels"]: split.labels[i]})
+    cached["train"] = features.compute(sess, t[key], t["images"], split.images)
+    batches = _batch_indices(cfg, split)
+    return _block(lambda: train_step(next(batches)), cfg)
+
+
 def classifier_inference(cfg, split, sessions):
     """Class probabilities for numpy batches fed through ``IMAGE_IN``, the inference/export path."""
     graph = tf.Graph()
@@ -232,11 +246,12 @@ def keras_classifier_inference(cfg, split, sessions):
     return block
 
 
-# (name, case, the Keras case it is compared with). Head training on cached features (issue #4) is one more row.
+# (name, case, the Keras case it is compared with).
 CASES = [
     ("autoencoder training (tf.data)", autoencoder_training, "keras autoencoder model.fit"),
     ("autoencoder training (feed_dict)", autoencoder_training_feed_dict, "keras autoencoder model.fit"),
     ("frozen-conv classifier training", frozen_classifier_training, "keras frozen-conv classifier model.fit"),
+    ("head training on cached features", cached_head_training, "keras frozen-conv classifier model.fit"),
     ("classifier inference (IMAGE_IN feed)", classifier_inference, "keras classifier model.predict"),
     ("keras autoencoder model.fit", keras_autoencoder_training, None),
     ("keras frozen-conv classifier model.fit", keras_frozen_classifier_training, None),
