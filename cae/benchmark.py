@@ -1,12 +1,17 @@
 """Images/s of the toolkit's graph-mode steps against Keras 3 ``model.fit`` on the same model, data and batch size.
 
-One case is one function ``case(cfg, split, sessions) -> block``: it builds its model (entering any Session into
-the ``sessions`` ExitStack) and returns ``block()``, which runs ``warmup_steps`` untimed steps then ``timed_steps``
-timed ones and returns images/s by wall clock and per CPU-second. Blocks of all cases take turns, ``repeats``
+One case is one function ``case(cfg, split, sessions) -> (block, trace)``: it builds its model (entering any
+Session into the ``sessions`` ExitStack) and returns ``block()``, which runs ``warmup_steps`` untimed steps then
+``timed_steps`` timed ones and returns images/s by wall clock and per CPU-second, and, for the toolkit's own
+graphs, ``trace()``, which runs ``profile_steps`` traced steps and returns their kernel times (cae.profile). Blocks of all cases take turns, ``repeats``
 rounds, all in this process; the table shows each case's median and its ratio to the Keras case it is paired
 with. Images per CPU-second (all threads of this process) is the steadier number on a shared machine. Peak RSS
 of a full-MNIST pretrain is measured in a child process (``scripts/pretrain_cae.py``), so the benchmark's own
 models do not count towards it.
+
+The traces say why a ratio is what it is: a case whose convolutions and matrix products alone, spread over every
+core, take more than half of Keras's step time cannot run 2x as fast as Keras on the same kernels, whatever the
+rest of the graph does (``arithmetic_ceiling_images_per_s`` in the report).
 """
 
 import contextlib
@@ -23,7 +28,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cae import data, features, models, pipeline, session, summaries, train
+from cae import data, features, models, pipeline, profile, session, summaries, train
 from cae.errors import UserError
 from cae.pretrain import PretrainConfig, build_graph as build_autoencoder
 from cae.transfer import FROZEN_HEAD_SCOPES, TransferConfig, build_graph as build_classifier
@@ -41,6 +46,7 @@ class BenchmarkConfig:
     timed_steps: int = 100
     repeats: int = 3
     rss_pretrain_epochs: int = 2  # epochs of the child full-MNIST pretrain whose peak RSS is reported; 0: skip
+    profile_steps: int = 10  # traced steps per toolkit case after the timed blocks; 0: no traces
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     quick: bool = False  # CI: a few steps, 1 repeat, 1,024 images, no pretrain child
@@ -48,12 +54,13 @@ class BenchmarkConfig:
 
 def quick_config(cfg):
     """--quick: every case still runs, on 1,024 images, for a few steps."""
-    return dataclasses.replace(cfg, warmup_steps=2, timed_steps=3, repeats=1, rss_pretrain_epochs=0)
+    return dataclasses.replace(cfg, warmup_steps=2, timed_steps=3, repeats=1, rss_pretrain_epochs=0,
+                               profile_steps=min(cfg.profile_steps, 2))
 
 
 def _stream_length(cfg):
-    """Examples a case draws over all its blocks."""
-    return cfg.repeats * (cfg.warmup_steps + cfg.timed_steps) * cfg.batch_size
+    """Examples a case draws over all its blocks and its traced steps."""
+    return (cfg.repeats * (cfg.warmup_steps + cfg.timed_steps) + cfg.profile_steps) * cfg.batch_size
 
 
 def _index_stream(num_examples, count, seed=0):
@@ -86,6 +93,11 @@ def _block(step, cfg):
     return block
 
 
+def _tracer(sess, fetches, cfg, feed=lambda: None):
+    """A case's ``trace()``: kernel times of ``profile_steps`` more runs of ``fetches``."""
+    return lambda: profile.op_times(sess, fetches, cfg.profile_steps, feed)
+
+
 def _session_config(cfg):
     return session.config(intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)
 
@@ -115,7 +127,7 @@ def _graph_training(graph, t, model_cfg, cfg, split, sessions):
     sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions, lambda indices: None)
     pipeline.start(sess, t["input"], split, _index_stream(len(split.images), _stream_length(cfg)), cfg.batch_size)
     batch = np.arange(cfg.batch_size)  # only its length counts: the pipeline brings the images
-    return _block(lambda: train_step(batch), cfg)
+    return _block(lambda: train_step(batch), cfg), _tracer(sess, [t["train_op"], t["loss"]], cfg)
 
 
 def _batch_indices(cfg, split):
@@ -147,9 +159,11 @@ def autoencoder_training_feed_dict(cfg, split, sessions):
     """The same loop as before tf.data: a numpy batch fed through ``IMAGE_IN`` every step."""
     model_cfg = _autoencoder_config(cfg)
     graph, t = build_autoencoder(model_cfg, _total_steps(cfg))
-    _, train_step = _training_step(graph, t, model_cfg, cfg, sessions, lambda i: {t["images"]: split.images[i]})
+    feed_for = lambda i: {t["images"]: split.images[i]}  # noqa: E731
+    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions, feed_for)
     batches = _batch_indices(cfg, split)
-    return _block(lambda: train_step(next(batches)), cfg)
+    return (_block(lambda: train_step(next(batches)), cfg),
+            _tracer(sess, [t["train_op"], t["loss"]], cfg, lambda: feed_for(next(batches))))
 
 
 def frozen_classifier_training(cfg, split, sessions):
@@ -165,11 +179,12 @@ def cached_head_training(cfg, split, sessions):
     graph, t = build_classifier(model_cfg, _total_steps(cfg))
     key = features.cache_point(t["restored"], t["trained"])
     cached = {}
-    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions,
-                                      lambda i: {t[key]: cached["train"][i], t["labels"]: split.labels[i]})
+    feed_for = lambda i: {t[key]: cached["train"][i], t["labels"]: split.labels[i]}  # noqa: E731
+    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions, feed_for)
     cached["train"] = features.compute(sess, t[key], t["images"], split.images)
     batches = _batch_indices(cfg, split)
-    return _block(lambda: train_step(next(batches)), cfg)
+    return (_block(lambda: train_step(next(batches)), cfg),
+            _tracer(sess, [t["train_op"], t["loss"]], cfg, lambda: feed_for(next(batches))))
 
 
 def classifier_inference(cfg, split, sessions):
@@ -182,7 +197,8 @@ def classifier_inference(cfg, split, sessions):
     sess.run(init)
     predict = sess.make_callable(t["probabilities"], feed_list=[t["images"]])
     batches = _batch_indices(cfg, split)
-    return _block(lambda: predict(split.images[next(batches)]), cfg)
+    return (_block(lambda: predict(split.images[next(batches)]), cfg),
+            _tracer(sess, t["probabilities"], cfg, lambda: {t["images"]: split.images[next(batches)]}))
 
 
 def _keras_clock(cfg, keras, result):
@@ -222,13 +238,13 @@ def _keras_fit(model, cfg, split, targets):
 def keras_autoencoder_training(cfg, split, sessions):
     from cae import baseline
     optimizer = _keras_adam(_autoencoder_config(cfg), cfg)
-    return _keras_fit(baseline.autoencoder(optimizer), cfg, split, split.images)
+    return _keras_fit(baseline.autoencoder(optimizer), cfg, split, split.images), None
 
 
 def keras_frozen_classifier_training(cfg, split, sessions):
     from cae import baseline
     optimizer = _keras_adam(_classifier_config(cfg), cfg)
-    return _keras_fit(baseline.classifier(optimizer, frozen_convs=True), cfg, split, split.labels)
+    return _keras_fit(baseline.classifier(optimizer, frozen_convs=True), cfg, split, split.labels), None
 
 
 def keras_classifier_inference(cfg, split, sessions):
@@ -243,7 +259,7 @@ def keras_classifier_inference(cfg, split, sessions):
         images = split.images[np.concatenate([next(batches) for _ in range(steps)])]
         model.predict(images, batch_size=cfg.batch_size, verbose=0, callbacks=[_keras_clock(cfg, keras, result)])
         return result
-    return block
+    return block, None
 
 
 # (name, case, the Keras case it is compared with).
@@ -280,8 +296,8 @@ def run(cfg):
     """Run every case; return the report dict (also written to cfg.output as JSON)."""
     if cfg.quick:
         cfg = quick_config(cfg)
-    for flag in ("batch_size", "timed_steps", "repeats", "warmup_steps", "rss_pretrain_epochs"):
-        smallest = 0 if flag in ("warmup_steps", "rss_pretrain_epochs") else 1
+    for flag in ("batch_size", "timed_steps", "repeats", "warmup_steps", "rss_pretrain_epochs", "profile_steps"):
+        smallest = 0 if flag in ("warmup_steps", "rss_pretrain_epochs", "profile_steps") else 1
         if getattr(cfg, flag) < smallest:
             raise UserError(f"--{flag}={getattr(cfg, flag)}: expected an integer >= {smallest}")
     if cfg.intra_op_threads or cfg.inter_op_threads:  # Keras runs eagerly: its threads are set process-wide
@@ -296,11 +312,12 @@ def run(cfg):
     # Round-robin: block r of every case runs before block r + 1 of any, so a busy neighbour on a shared
     # machine slows all cases alike rather than whichever happened to run then.
     with contextlib.ExitStack() as sessions:
-        blocks = {name: case(cfg, split, sessions) for name, case, _ in CASES}
-        runs = {name: [] for name in blocks}
+        cases = {name: case(cfg, split, sessions) for name, case, _ in CASES}
+        runs = {name: [] for name in cases}
         for _ in range(cfg.repeats):
-            for name, block in blocks.items():
+            for name, (block, _) in cases.items():
                 runs[name].append(block())
+        traces = {name: trace() for name, (_, trace) in cases.items() if trace and cfg.profile_steps}
     results = {}
     for name in runs:
         results[name] = {key: statistics.median(run[key] for run in runs[name])
@@ -310,7 +327,12 @@ def run(cfg):
         if baseline_name:
             for key in ("images_per_s", "images_per_cpu_s"):
                 results[name][f"vs_keras_{key}"] = results[name][key] / results[baseline_name][key]
-    report = {"config": dataclasses.asdict(cfg), "results": results,
+    profiles = {name: profile.summary(times, cfg.batch_size, os.cpu_count()) for name, times in traces.items()}
+    for name, _, baseline_name in CASES:
+        ceiling = profiles.get(name, {}).get("arithmetic_ceiling_images_per_s")
+        if baseline_name and ceiling:
+            profiles[name]["ceiling_vs_keras_images_per_s"] = ceiling / results[baseline_name]["images_per_s"]
+    report = {"config": dataclasses.asdict(cfg), "results": results, "profiles": profiles,
               "benchmark_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
               "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
                           "tensorflow": tf.__version__, "python": platform.python_version()}}
@@ -333,4 +355,18 @@ def table(report):
         ratios = [f"{r[k]:.2f}x" if k in r else "" for k in ("vs_keras_images_per_s", "vs_keras_images_per_cpu_s")]
         lines.append(f"| {name} | {r['images_per_s']:,.0f} | {r['images_per_cpu_s']:,.0f} | {runs} | "
                      f"{' | '.join(ratios)} |")
+    return "\n".join(lines)
+
+
+def profile_table(report):
+    """Where each traced case's kernel time goes, per step, and its arithmetic ceiling against Keras 3."""
+    kinds = [name for name, _ in profile.KINDS] + ["other"]
+    lines = ["| case | kernel ms/step | " + " | ".join(kinds) + " | arithmetic ceiling (images/s) | vs Keras 3 |",
+             "|---|---:|" + "---:|" * len(kinds) + "---:|---:|"]
+    for name, p in report["profiles"].items():
+        shares = [f"{p['kinds_us'].get(k, 0) / p['total_us']:.0%}" for k in kinds]
+        ceiling = p["arithmetic_ceiling_images_per_s"]
+        ratio = p.get("ceiling_vs_keras_images_per_s")
+        lines.append(f"| {name} | {p['total_us'] / 1000:.2f} | {' | '.join(shares)} | "
+                     f"{f'{ceiling:,.0f}' if ceiling else ''} | {f'{ratio:.2f}x' if ratio else ''} |")
     return "\n".join(lines)

@@ -230,7 +230,7 @@ def inspect_main():
 
 def benchmark_main():
     _quiet_tensorflow()
-    from cae.benchmark import BenchmarkConfig, run, table
+    from cae.benchmark import BenchmarkConfig, profile_table, run, table
     defaults = BenchmarkConfig()
     flags.DEFINE_string("data_dir", defaults.data_dir, "Directory with the four MNIST IDX .gz files.")
     flags.DEFINE_string("output", defaults.output, "Where the JSON report goes.")
@@ -242,11 +242,16 @@ def benchmark_main():
                          "Epochs of the full-MNIST pretrain run in a child process for its peak RSS (0: skip).")
     flags.DEFINE_integer("intra_op_threads", defaults.intra_op_threads, "Threads inside one op (0: one per core).")
     flags.DEFINE_integer("inter_op_threads", defaults.inter_op_threads, "Ops run in parallel (0: automatic).")
+    flags.DEFINE_integer("profile_steps", defaults.profile_steps,
+                         "Traced steps per toolkit case (RunOptions FULL_TRACE) for its kernel times (0: none).")
     flags.DEFINE_bool("quick", defaults.quick, "A few steps on 1,024 images, no pretrain child: a CI smoke run.")
 
     def work():
         report = run(_config_from_flags(BenchmarkConfig))
         print(table(report))
+        if report["profiles"]:
+            print()
+            print(profile_table(report))
         if "pretrain_peak_rss_mb" in report:
             print(f"peak RSS of a {FLAGS.rss_pretrain_epochs}-epoch full-MNIST pretrain: "
                   f"{report['pretrain_peak_rss_mb']:,.0f} MiB")

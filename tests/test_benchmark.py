@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
-from cae import benchmark
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cae import benchmark, profile
 
 from conftest import REPO
 
@@ -29,8 +33,17 @@ def test_quick_benchmark_writes_valid_json(tmp_path, mnist_dir):
         if keras_name:
             assert r["vs_keras_images_per_s"] == r["images_per_s"] / report["results"][keras_name]["images_per_s"]
     assert report["benchmark_peak_rss_mb"] > 100 and "pretrain_peak_rss_mb" not in report
+    # Every toolkit case is traced, no Keras case is; the convolutions drop out of the cached-features step.
+    assert sorted(report["profiles"]) == sorted(name for name, _, keras_name in benchmark.CASES if keras_name)
+    for name, p in report["profiles"].items():
+        assert p["total_us"] == pytest.approx(sum(p["kinds_us"].values())) and p["kinds_us"]["matmul"] > 0, name
+        arithmetic = p["kinds_us"].get("convolution", 0) + p["kinds_us"]["matmul"]
+        assert p["arithmetic_ceiling_images_per_s"] == pytest.approx(128 * os.cpu_count() * 1e6 / arithmetic)
+    assert "convolution" not in report["profiles"]["head training on cached features"]["kinds_us"]
+    assert report["profiles"]["autoencoder training (tf.data)"]["kinds_us"]["convolution"] > 0
     table = result.stdout.splitlines()
     assert table[0].startswith("| case | images/s |") and len(table) >= 2 + len(names)
+    assert any(line.startswith("| case | kernel ms/step |") for line in table)
     assert f"wrote {output}" in result.stdout
 
 
@@ -40,3 +53,20 @@ def test_bad_flag_is_one_line_without_traceback(tmp_path, mnist_dir):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == "error: --repeats=0: expected an integer >= 1"
     assert "Traceback" not in result.stderr and not output.exists()
+
+
+def test_op_times_name_the_kernels_that_ran():
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [64, 32])
+        y = tf.reduce_sum(tf.matmul(x, tf.ones([32, 16])), name="total")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        times = profile.op_times(sess, y, steps=3, feed=lambda: {x: np.ones([64, 32], np.float32)})
+    ops = {node: op_type for node, op_type in times}
+    assert ops["total"] == "Sum" and any("MatMul" in op_type for op_type in ops.values())
+    assert all(micros >= 0 for micros in times.values())
+    summary = profile.summary(times, batch_size=64, cpus=2)
+    assert summary["kinds_us"]["matmul"] > 0 and summary["top_ops"][0]["us"] == max(times.values())
+    assert [profile.kind(op) for op in ("_MklNativeFusedConv2D", "Conv2DBackpropFilter", "_MklMatMul",
+                                        "ResourceApplyAdam", "IteratorGetNext", "Relu")] == [
+        "convolution", "convolution", "matmul", "optimizer", "input pipeline", "other"]
