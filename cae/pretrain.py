@@ -1,5 +1,6 @@
 """Step 1 of the workflow: train the convolutional autoencoder on MNIST images (no labels) and checkpoint it."""
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -68,10 +69,11 @@ def pretrain(cfg, datasets=None):
     graph, t = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(train_images), cfg.batch_size))
     if cfg.projector_images:
         projector.check_resume(cfg.train_dir, t["embedding"], cfg.projector_images)
-    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
+    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess, contextlib.ExitStack() as claimed:
         sess.run(t["init"])
         resumed = train.restore_latest(sess, t["saver"], cfg.train_dir)
         first_step = int(sess.run(t["global_step"]))
+        claimed.enter_context(train_dir.claim(cfg.train_dir))  # from here on, this run alone writes there
         writer = train_dir.event_writer(cfg.train_dir, graph, first_step)
         if cfg.projector_images:
             projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
@@ -107,9 +109,9 @@ def pretrain(cfg, datasets=None):
             summaries.scalars({"test/reconstruction_loss": test["loss"]}, step, writer)
         finally:
             writer.close()
-    trained = (step - first_step) * cfg.batch_size
-    metrics = {"test_reconstruction_loss": test["loss"], "loss": cfg.loss, "steps": step,
-               "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0}
-    train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
-    logging.info("test reconstruction loss (%s): %.5f", cfg.loss, test["loss"])
+        trained = (step - first_step) * cfg.batch_size
+        metrics = {"test_reconstruction_loss": test["loss"], "loss": cfg.loss, "steps": step,
+                   "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0}
+        train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
+        logging.info("test reconstruction loss (%s): %.5f", cfg.loss, test["loss"])
     return metrics

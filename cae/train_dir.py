@@ -1,14 +1,22 @@
-"""The --train_dir, where a user's work lives: checked before anything is written, then opened for event files.
+"""The --train_dir, where a user's work lives: checked before anything is written, claimed by one run at a time,
+then opened for event files.
 
 A run validates its flags, data and checkpoints first and only then creates the directory and its events file,
 so a bad input leaves an existing train_dir exactly as it was.
 """
 
+import contextlib
 import os
 
 import tensorflow as tf
+from absl import logging
 
 from cae.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: runs there are not locked
+    fcntl = None
 
 v1 = tf.compat.v1
 
@@ -26,16 +34,40 @@ def check_writable(train_dir):
         raise UserError(f"--train_dir={train_dir}: {existing} is not writable")
 
 
-def event_writer(train_dir, graph, first_step):
-    """Create train_dir and a FileWriter for it; on resume, mark the restart for TensorBoard.
+@contextlib.contextmanager
+def claim(train_dir):
+    """Create train_dir and hold an exclusive lock on it while the run writes there.
 
-    Steps after the restored checkpoint that a killed run had already logged are run again; the SessionLog START
-    event at ``first_step + 1`` tells TensorBoard to drop those orphans, so every tag keeps one value per step.
+    A second run on the same train_dir stops with a UserError before it writes anything, instead of interleaving
+    its checkpoints, events and metrics with ours. The lock is flock(2) on the directory itself: no lock file is
+    left behind, and the kernel drops it when the process ends, even by SIGKILL, so a lock is never stale.
     """
     try:
         os.makedirs(train_dir, exist_ok=True)
     except OSError as e:
         raise UserError(f"--train_dir={train_dir}: cannot create it ({e.strerror})") from None
+    descriptor = os.open(train_dir, os.O_RDONLY)
+    try:
+        if fcntl:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(f"--train_dir={train_dir}: another run is writing to it; wait for that run to end "
+                                f"or pick another --train_dir") from None
+            except OSError as e:  # a filesystem without flock (some network mounts): run, but say so
+                logging.warning("--train_dir=%s: cannot lock it (%s); make sure no other run writes to it",
+                                train_dir, e.strerror)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def event_writer(train_dir, graph, first_step):
+    """A FileWriter for the (claimed, so existing) train_dir; on resume, mark the restart for TensorBoard.
+
+    Steps after the restored checkpoint that a killed run had already logged are run again; the SessionLog START
+    event at ``first_step + 1`` tells TensorBoard to drop those orphans, so every tag keeps one value per step.
+    """
     with graph.as_default():  # FileWriter refuses to start outside a graph context
         # The pid keeps a restart within the same second from reusing (truncating) the killed run's events file.
         writer = v1.summary.FileWriter(train_dir, graph, filename_suffix=f".{os.getpid()}")

@@ -1,6 +1,7 @@
 """Steps 2-4 of the workflow: build the classifier, restore only the chosen scopes from the autoencoder
 checkpoint, and train only the chosen scopes (TF-Slim's ``--checkpoint_path`` / ``--trainable_scopes`` recipe)."""
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -151,11 +152,12 @@ def transfer(cfg, datasets=None):
 
     metrics_of = {"loss": t["loss"], "accuracy": t["accuracy"]}
     best = {"accuracy": -1.0, "epoch": 0, "evaluations_since": 0}
-    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
+    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess, contextlib.ExitStack() as claimed:
         for line in initialize(sess, t, cfg):
             logging.info("%s", line)
         logging.info("training: %s", ", ".join(v.op.name for v in t["trained"]))
         first_step = int(sess.run(t["global_step"]))
+        claimed.enter_context(train_dir.claim(cfg.train_dir))  # from here on, this run alone writes there
         writer = train_dir.event_writer(cfg.train_dir, graph, first_step)
         if cfg.projector_images:
             projector.write_assets(cfg.train_dir, t["embedding"], projector_images, projector_labels)
@@ -203,13 +205,13 @@ def transfer(cfg, datasets=None):
             summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts), step, writer)
         finally:
             writer.close()
-    trained = (step - first_step) * cfg.batch_size
-    per_epoch = train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
-    metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "steps": step,
-               "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0,
-               "checkpoint_path": cfg.checkpoint_path, "num_labels": len(datasets.train.labels),
-               "cache_time_s": cache_time, "epoch_time_s": wall * per_epoch / max(1, step - first_step),
-               "best_epoch": best["epoch"], "best_validation_accuracy": best["accuracy"]}
-    train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
-    logging.info("test accuracy: %.4f", test["accuracy"])
+        trained = (step - first_step) * cfg.batch_size
+        per_epoch = train.steps_per_epoch(len(datasets.train.labels), cfg.batch_size)
+        metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "steps": step,
+                   "wall_time_s": wall, "images_per_s": trained / wall if wall > 0 else 0.0,
+                   "checkpoint_path": cfg.checkpoint_path, "num_labels": len(datasets.train.labels),
+                   "cache_time_s": cache_time, "epoch_time_s": wall * per_epoch / max(1, step - first_step),
+                   "best_epoch": best["epoch"], "best_validation_accuracy": best["accuracy"]}
+        train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
+        logging.info("test accuracy: %.4f", test["accuracy"])
     return metrics

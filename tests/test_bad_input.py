@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cae import data
+from cae import data, train_dir as cae_train_dir
+from cae.errors import UserError
 
 from conftest import run_cli, save_autoencoder_checkpoint, snapshot, stderr_lines
 from test_data import write_idx
@@ -214,3 +215,20 @@ def test_train_dir_that_cannot_be_created(tmp_path, mnist_dir):
     result = run_cli("pretrain_cae.py", f"--train_dir={tmp_path / 'results.csv' / 'run'}", data_dir=mnist_dir)
     assert_rejected(result, tmp_path, before, f"--train_dir={tmp_path / 'results.csv' / 'run'}: cannot be created, "
                     f"{tmp_path / 'results.csv'} is not a directory")
+
+
+def test_train_dir_in_use_by_another_run(train_dir, mnist_dir):
+    """While one run holds the train_dir, a second one stops before writing anything; once the first lets go,
+    the same command runs (the lock dies with its holder, nothing stale is left)."""
+    before = snapshot(train_dir)
+    command = ("pretrain_cae.py", f"--train_dir={train_dir}", "--epochs=1", "--max_train_examples=256",
+               "--projector_images=0")
+    with cae_train_dir.claim(str(train_dir)):
+        result = run_cli(*command, data_dir=mnist_dir)
+        with pytest.raises(UserError, match="another run is writing to it"):
+            with cae_train_dir.claim(str(train_dir)):
+                pass
+    assert_rejected(result, train_dir, before, f"--train_dir={train_dir}: another run is writing to it")
+    result = run_cli(*command, data_dir=mnist_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (train_dir / "checkpoint").exists() and (train_dir / "notes.txt").read_bytes() == before["notes.txt"]
