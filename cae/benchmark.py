@@ -1,13 +1,13 @@
 """Images/s of the toolkit's graph-mode steps against Keras 3 ``model.fit`` on the same model, data and batch size.
 
-One case is one function ``case(cfg, split, sessions) -> (block, trace)``: it builds its model (entering any
-Session into the ``sessions`` ExitStack) and returns ``block()``, which runs ``warmup_steps`` untimed steps then
-``timed_steps`` timed ones and returns images/s by wall clock and per CPU-second, and, for the toolkit's own
-graphs, ``trace()``, which runs ``profile_steps`` traced steps and returns their kernel times (cae.profile).
-Blocks of all cases take turns, ``repeats`` rounds, all in this process; the table shows each case's median and
-its ratio to the Keras case it is paired with. Images per CPU-second (all threads of this process) is the steadier number on a shared machine. Peak RSS
-of a full-MNIST pretrain is measured in a child process (``scripts/pretrain_cae.py``), so the benchmark's own
-models do not count towards it.
+One case is one function ``case(cfg, split, sessions) -> (block, trace)``: it builds its model (entering any Session
+into the ``sessions`` ExitStack) and returns ``block()``, which runs ``warmup_steps`` untimed steps then
+``timed_steps`` timed ones and returns images/s by wall clock and per CPU-second, and, for the toolkit's own graphs,
+``trace()``, which runs ``profile_steps`` traced steps and returns their kernel times (cae.profile). Blocks of all
+cases take turns, ``repeats`` rounds, all in this process; the table shows each case's median and its ratio to the
+Keras case it is paired with. Images per CPU-second (all threads of this process) is the steadier number on a shared
+machine. Peak RSS of a full-MNIST pretrain is measured in a child process (``scripts/pretrain_cae.py``), so the
+benchmark's own models do not count towards it.
 
 The traces say why a ratio is what it is: a case whose convolutions and matrix products alone, spread over every
 core, take more than half of Keras's step time cannot run 2x as fast as Keras on the same kernels, whatever the

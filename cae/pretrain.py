@@ -90,8 +90,8 @@ def pretrain(cfg, datasets=None):
         def on_epoch_end(epoch, step):
             val = pipeline.evaluate(sess, t["input"], {"loss": t["loss"]}, datasets.validation)
             summaries.scalars({"val/reconstruction_loss": val["loss"]}, step, writer)
-            writer.add_summary(sess.run(t["epoch_summary"],
-                                        {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
+            summaries.add(writer, sess.run(t["epoch_summary"],
+                                           {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
             logging.info("epoch %d: validation reconstruction loss %.5f", epoch, val["loss"])
             save(step)
 

@@ -2,8 +2,10 @@
 
 Cadence: ``train/`` scalars every ``--summary_every_steps`` steps (fetching them every step would slow the hot
 loop), histograms and images once per epoch on a fixed batch, ``val/`` per epoch, ``test/`` once at the end.
+Every image also lands in ``<run dir>/images/`` as a PNG (the latest one), to look at without TensorBoard.
 """
 
+import os
 import struct
 import time
 import zlib
@@ -24,6 +26,7 @@ FILTER_ZOOM = 4  # each 5x5 filter pixel becomes a 4x4 block, so a filter is vis
 FILTER_GAP = 2  # white lines between the filter tiles
 CONFUSION_CELL = 20  # pixels per confusion-matrix cell
 EPOCH_BATCH = 256  # the first validation images: the fixed batch of the per-epoch histograms and images
+PNG_DIR = "images"  # in the run directory: the latest of each image summary as <tag>.png
 
 
 def image_grid(images, rows, cols):
@@ -145,10 +148,31 @@ def encode_png(pixels):
 
 
 def image(tag, pixels, step, writer):
-    """Write a uint8 [H, W] gray numpy image as an image summary."""
+    """Write a uint8 [H, W] gray numpy image as an image summary (and its PNG)."""
     summary = v1.Summary(value=[v1.Summary.Value(tag=tag, image=v1.Summary.Image(
         height=pixels.shape[0], width=pixels.shape[1], colorspace=1, encoded_image_string=encode_png(pixels)))])
+    add(writer, summary, step)
+
+
+def png_name(tag):
+    """``reconstructions/inputs_vs_outputs/image`` -> ``reconstructions_inputs_vs_outputs.png``."""
+    return tag.removesuffix("/image").replace("/", "_") + ".png"
+
+
+def add(writer, summary, step):
+    """``writer.add_summary`` (a Summary or its serialized bytes, as Session.run returns a merged summary), and each
+    image in it also as ``<logdir>/images/<tag>.png``: the same PNG bytes TensorBoard shows, the latest one."""
     writer.add_summary(summary, step)
+    if isinstance(summary, bytes):
+        summary = v1.Summary.FromString(summary)
+    for value in summary.value:
+        if value.HasField("image"):
+            directory = os.path.join(writer.get_logdir(), PNG_DIR)
+            os.makedirs(directory, exist_ok=True)
+            path = os.path.join(directory, png_name(value.tag))
+            with open(path + ".tmp", "wb") as f:  # then renamed: an image viewer never sees half a file
+                f.write(value.image.encoded_image_string)
+            os.replace(path + ".tmp", path)
 
 
 def confusion_matrix(labels, predictions, num_classes):

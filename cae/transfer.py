@@ -174,8 +174,8 @@ def transfer(cfg, datasets=None):
                 return False
             val = evaluate("validation")
             summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, writer)
-            writer.add_summary(sess.run(t["epoch_summary"],
-                                        {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
+            summaries.add(writer, sess.run(t["epoch_summary"],
+                                           {t["images"]: datasets.validation.images[:summaries.EPOCH_BATCH]}), step)
             logging.info("epoch %d: validation accuracy %.4f loss %.4f", epoch, val["accuracy"], val["loss"])
             save(step)
             if val["accuracy"] > best["accuracy"]:

@@ -23,7 +23,7 @@ from cae.errors import UserError
 from cae.pretrain import PretrainConfig, build_graph, pretrain
 from cae.transfer import TransferConfig, transfer
 
-from conftest import REPO
+from conftest import REPO, snapshot
 
 v1 = tf.compat.v1
 EPOCHS, BATCH, EVERY, PROJECTED = 2, 64, 3, 100  # 256 training images: 4 steps an epoch, 8 in all
@@ -130,6 +130,18 @@ def test_filters_image_has_16_tiles_of_the_checkpointed_kernel(logdir, run_name)
         np.testing.assert_array_equal(np.kron(shown[::4, ::4], np.ones([4, 4])), shown)
 
 
+@pytest.mark.parametrize("run_name, tags", [
+    ("cae", ["filters/conv1/image", "reconstructions/inputs_vs_outputs/image"]),
+    ("transfer", ["filters/conv1/image", "test/confusion_matrix"])])
+def test_each_image_is_also_a_png_of_its_latest_step(logdir, run_name, tags):
+    run = events(logdir / run_name)
+    pngs = logdir / run_name / summaries.PNG_DIR
+    assert sorted(os.listdir(pngs)) == sorted(summaries.png_name(tag) for tag in tags)
+    for tag in tags:
+        assert (pngs / summaries.png_name(tag)).read_bytes() == run.Images(tag)[-1].encoded_image_string, tag
+    assert summaries.png_name("reconstructions/inputs_vs_outputs/image") == "reconstructions_inputs_vs_outputs.png"
+
+
 @pytest.mark.parametrize("run_name, layer, size", [("cae", "latent", 20), ("transfer", "fc1", 200)])
 def test_projector_files_agree(logdir, mnist_small, run_name, layer, size):
     run_dir = logdir / run_name
@@ -166,13 +178,13 @@ def test_every_checkpoint_holds_its_own_encoders_features(logdir, mnist_small):
 
 def test_resuming_with_another_projector_size_is_a_user_error_that_changes_nothing(logdir, mnist_small):
     run_dir = logdir / "cae"
-    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    before = snapshot(run_dir)
     cfg = PretrainConfig(train_dir=str(run_dir), epochs=EPOCHS + 1, batch_size=BATCH, projector_images=50)
     with pytest.raises(UserError, match=r"--projector_images=50 cannot resume this run: .*model\.ckpt-8: cannot "
                                         r"restore: embedding/latent has shape \[100, 20\] in the checkpoint, "
                                         r"\[50, 20\] in the model"):
         pretrain(cfg, mnist_small)
-    assert before == {path.name: path.read_bytes() for path in run_dir.iterdir()}  # no new event file either
+    assert snapshot(run_dir) == before  # no new event file either
 
 
 def test_png_encoder_round_trips_through_tensorflows_decoder():
