@@ -17,8 +17,9 @@ FLAGS = flags.FLAGS
 
 def _define_common(defaults):
     flags.DEFINE_string("data_dir", defaults.data_dir,
-                        "Directory with the four IDX .gz files (default: $CAE_DATA_DIR for mnist, "
-                        "/usr/share/datasets/fashion-mnist for fashion_mnist, then ~/.cache/cae/<dataset>).")
+                        "Directory with the four IDX .gz files (default: $CAE_DATA_DIR for mnist; then a local copy "
+                        "holding them: ../shared/datasets/mnist beside the checkout for mnist, "
+                        "/usr/share/datasets/fashion-mnist for fashion_mnist; then ~/.cache/cae/<dataset>).")
     flags.DEFINE_enum("dataset", defaults.dataset, ["mnist", "fashion_mnist"], "Which MNIST-format dataset.")
     flags.DEFINE_string("train_dir", defaults.train_dir, "Where checkpoints, event files and metrics.json go.")
     flags.DEFINE_integer("epochs", defaults.epochs, "Passes over the training set.")

@@ -1,10 +1,11 @@
 """MNIST-format data (MNIST, Fashion-MNIST): find the four IDX gzip files, download them if absent, validate,
 scale to [0, 1].
 
-Directory resolution: the ``data_dir`` argument (``--data_dir``); then for MNIST ``$CAE_DATA_DIR``, for
-Fashion-MNIST the Debian package's directory (``apt-get install dataset-fashion-mnist``); then a per-user cache
-directory. Files missing there are downloaded from the public mirrors and kept only if the sha256 of their
-decompressed bytes matches the published checksum.
+Directory resolution: the ``data_dir`` argument (``--data_dir``); then for MNIST ``$CAE_DATA_DIR``; then a local
+copy if it holds the four files: for MNIST ``shared/datasets/mnist`` beside the checkout (where this project's
+machines keep it), for Fashion-MNIST the Debian package's directory (``apt-get install dataset-fashion-mnist``);
+then a per-user cache directory. Files missing there are downloaded from the public mirrors and kept only if the
+sha256 of their decompressed bytes matches the published checksum.
 """
 
 import collections
@@ -55,11 +56,14 @@ FASHION_MNIST_MIRRORS = (
     "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
 )
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+# ../shared/datasets/mnist from the root of a checkout (an editable install); nothing there for an installed package.
+SHARED_MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+                                "shared", "datasets", "mnist")
 
-# name -> where to look before the cache (None: $CAE_DATA_DIR), mirrors, checksums.
+# name -> the local copy to use before the cache if it holds the files, mirrors, checksums.
 Source = collections.namedtuple("Source", ["system_dir", "mirrors", "checksums", "title"])
 DATASETS = {
-    "mnist": Source(None, MNIST_MIRRORS, MNIST_SHA256, "MNIST"),
+    "mnist": Source(os.path.normpath(SHARED_MNIST_DIR), MNIST_MIRRORS, MNIST_SHA256, "MNIST"),
     "fashion_mnist": Source(FASHION_MNIST_SYSTEM_DIR, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, "Fashion-MNIST"),
 }
 
@@ -84,13 +88,13 @@ def source(dataset):
 
 
 def resolve_data_dir(data_dir=None, dataset="mnist"):
-    """--data_dir; then $CAE_DATA_DIR (MNIST) or the system directory if it holds the files (Fashion-MNIST);
-    then the per-user cache directory."""
+    """--data_dir; then $CAE_DATA_DIR (MNIST only); then the dataset's local copy if it holds the four files; then
+    the per-user cache directory."""
+    system_dir = source(dataset).system_dir
     if data_dir:
         return data_dir
-    system_dir = source(dataset).system_dir
-    if system_dir is None:
-        return os.environ.get("CAE_DATA_DIR") or default_cache_dir(dataset)
+    if dataset == "mnist" and os.environ.get("CAE_DATA_DIR"):
+        return os.environ["CAE_DATA_DIR"]
     if all(os.path.exists(os.path.join(system_dir, n)) for n in file_names()):
         return system_dir
     return default_cache_dir(dataset)

@@ -8,6 +8,8 @@ import pytest
 from cae import data
 from cae.errors import UserError
 
+from conftest import REPO
+
 
 def write_idx(path, array, magic):
     header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
@@ -128,6 +130,25 @@ def test_fashion_mnist_checksums_are_the_debian_files():
     for name, want in data.FASHION_MNIST_SHA256.items():
         with gzip.open(os.path.join(data.FASHION_MNIST_SYSTEM_DIR, name + ".gz")) as f:
             assert hashlib.sha256(f.read()).hexdigest() == want, name
+
+
+def test_mnist_is_found_beside_the_checkout_without_any_setting(tmp_path, monkeypatch):
+    """README's first command sets nothing: MNIST comes from shared/datasets/mnist beside the checkout when that
+    holds the four files, else from the cache (and a download)."""
+    (tmp_path / "shared").mkdir()
+    write_tiny_mnist(tmp_path / "shared", n_train=12)
+    monkeypatch.setattr(data, "DATASETS", dict(data.DATASETS, mnist=data.DATASETS["mnist"]._replace(
+        system_dir=str(tmp_path / "shared"))))
+    monkeypatch.delenv("CAE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert data.resolve_data_dir(None, "mnist") == str(tmp_path / "shared")
+    monkeypatch.setenv("CAE_DATA_DIR", str(tmp_path / "mine"))  # the variable still wins
+    assert data.resolve_data_dir(None, "mnist") == str(tmp_path / "mine")
+    monkeypatch.delenv("CAE_DATA_DIR")
+    os.remove(tmp_path / "shared" / "t10k-labels-idx1-ubyte.gz")  # an incomplete copy is not used
+    assert data.resolve_data_dir(None, "mnist") == str(tmp_path / "cache" / "cae" / "mnist")
+    assert os.path.normpath(data.SHARED_MNIST_DIR) == os.path.join(os.path.dirname(REPO), "shared", "datasets",
+                                                                   "mnist")
 
 
 def test_fashion_mnist_falls_back_to_its_own_cache(tmp_path, monkeypatch):
