@@ -91,6 +91,9 @@ def _run_main(work, takes_arguments=False):
             logging.flush()
             print(f"interrupted: {str(e) or 'nothing saved since the last checkpoint'}", file=sys.stderr)
             sys.exit(130)
+    # absl's --help lists the key flags of the program's main module; ours are defined here, in cae.cli.
+    for flag in FLAGS.flags_by_module_dict().get(__name__, []):
+        FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(main, flags_parser=_parse_flags)
 
 

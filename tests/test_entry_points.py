@@ -57,6 +57,16 @@ def test_helpfull_lists_the_command_flags(name):
         assert f"  {flag}:" in result.stdout, flag
 
 
+@pytest.mark.parametrize("name", sorted(OWN_FLAGS))
+def test_help_lists_the_command_flags_and_only_those(name):
+    """--help (short) shows the command's own flags, not absl's."""
+    result = run_command(name, "--help")
+    assert result.returncode == 1, result.stderr[-2000:]
+    for flag in OWN_FLAGS[name]:
+        assert f"  {flag}:" in result.stdout, flag
+    assert "--[no]logtostderr" not in result.stdout and "--[no]logtostderr" in run_command(name, "--helpfull").stdout
+
+
 @pytest.mark.parametrize("name", ["cae-pretrain", "cae-transfer"])
 def test_flagfile_sets_training_flags(name, tmp_path, mnist_dir):
     """Zero epochs: the run only evaluates, in the train_dir that only the flagfile names."""
