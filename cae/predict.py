@@ -1,7 +1,9 @@
 """Classify image files with a transfer checkpoint or an exported SavedModel.
 
 Any PNG or JPEG (also GIF, BMP: what tf.io.decode_image reads), any size, gray or color, is turned into what the
-classifier was trained on: a 28x28 gray image in [0, 1], light digit on a dark background.
+classifier was trained on: a 28x28 gray image in [0, 1], light digit on a dark background, and, unless it is
+28x28 already, made the way MNIST's own images were: the digit fitted into a 20x20 box, its centre of mass put at
+the centre of the 28x28 field.
 """
 
 import os
@@ -34,9 +36,35 @@ def to_mnist(contents):
     border = tf.concat([gray[0, :, 0], gray[-1, :, 0], gray[:, 0, 0], gray[:, -1, 0]], axis=0)
     gray = tf.cond(tf.reduce_mean(border) > 127.5, lambda: 255.0 - gray, lambda: gray)
     mnist_size = tf.reduce_all(tf.equal(tf.shape(gray)[:2], IMAGE_SIZE))
-    gray = tf.cond(mnist_size, lambda: gray,
-                   lambda: tf.image.resize_with_pad(gray, IMAGE_SIZE, IMAGE_SIZE, method="area"))
+    gray = tf.cond(mnist_size, lambda: gray, lambda: mnist_style(gray))
     return tf.reshape(tf.saturate_cast(tf.round(gray), tf.uint8), [IMAGE_SIZE, IMAGE_SIZE])
+
+
+DIGIT_BOX = 20  # MNIST fitted each digit into 20x20 and centred its mass in the 28x28 field
+INK_LEVEL = 0.1  # of the strongest pixel: weaker ones (paper grain, shadows) do not widen the digit's box
+
+
+def mnist_style(gray):
+    """[H, W, 1] light-on-dark on the 0-255 scale -> [28, 28, 1] as MNIST made its images: the background level
+    (the border's median) taken off and the strongest pixel scaled to 255, the digit cropped to the box of its ink,
+    scaled to fit 20x20 (aspect ratio kept), then placed so that its centre of mass falls on pixel (14, 14)."""
+    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)[:, 0]
+    background = tf.sort(border)[tf.size(border) // 2]
+    ink = tf.maximum(gray - background, 0.0)
+    ink = ink * (255.0 / tf.maximum(tf.reduce_max(ink), 1e-6))
+    rows = tf.where(tf.reduce_max(ink, axis=[1, 2]) > INK_LEVEL * 255)[:, 0]
+    cols = tf.where(tf.reduce_max(ink, axis=[0, 2]) > INK_LEVEL * 255)[:, 0]
+    blank = tf.equal(tf.size(rows), 0)
+    box = tf.cond(blank, lambda: ink, lambda: ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1])
+    box = tf.image.resize_with_pad(box, DIGIT_BOX, DIGIT_BOX, method="area")
+    mass = tf.maximum(tf.reduce_sum(box), 1e-6)
+    positions = tf.range(DIGIT_BOX, dtype=tf.float32)
+    centre_row = tf.reduce_sum(tf.reduce_sum(box, axis=[1, 2]) * positions) / mass
+    centre_col = tf.reduce_sum(tf.reduce_sum(box, axis=[0, 2]) * positions) / mass
+    margin = IMAGE_SIZE - DIGIT_BOX
+    top = tf.clip_by_value(tf.cast(tf.round(IMAGE_SIZE / 2 - centre_row), tf.int32), 0, margin)
+    left = tf.clip_by_value(tf.cast(tf.round(IMAGE_SIZE / 2 - centre_col), tf.int32), 0, margin)
+    return tf.image.pad_to_bounding_box(box, top, left, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def read_images(paths):
