@@ -76,6 +76,7 @@ def _run_main(work, takes_arguments=False):
     one line on stderr and exit status 2; a SIGINT/SIGTERM that stopped training (checkpoint saved) is one line and
     exit 130, like a shell's Ctrl-C."""
     def main(argv):
+        _quiet_tensorflow()  # after flag parsing: the workflow commands reject a bad flag without TensorFlow
         try:
             if len(argv) > 1 and not takes_arguments:
                 raise UserError(f"unexpected arguments: {' '.join(argv[1:])} (flags are written --name=value)")
@@ -104,6 +105,8 @@ def _quiet_tensorflow():
     file descriptor 2 while the library loads, before any log setting applies, so it is held back here and
     replayed only if the import itself fails.
     """
+    if "tensorflow" in sys.modules:
+        return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     sys.stderr.flush()
     saved_stderr = os.dup(2)
@@ -129,8 +132,7 @@ def _make_deterministic():
 
 
 def pretrain_main():
-    _quiet_tensorflow()
-    from cae.pretrain import PretrainConfig, pretrain
+    from cae.config import PretrainConfig  # no TensorFlow yet: a bad flag is reported at once
     defaults = PretrainConfig()
     _define_common(defaults)
     flags.DEFINE_integer("latent_size", defaults.latent_size, "Units of the latent_var layer.")
@@ -144,6 +146,7 @@ def pretrain_main():
                        "Denoising: stddev of Gaussian noise added to the encoder input (0: plain autoencoder).")
 
     def work():
+        from cae.pretrain import pretrain
         _make_deterministic()
         metrics = pretrain(_config_from_flags(PretrainConfig))
         print(f"test reconstruction loss ({FLAGS.loss}): {metrics['test_reconstruction_loss']:.5f}")
@@ -151,8 +154,7 @@ def pretrain_main():
 
 
 def transfer_main():
-    _quiet_tensorflow()
-    from cae.transfer import TransferConfig, transfer
+    from cae.config import TransferConfig
     defaults = TransferConfig()
     _define_common(defaults)
     flags.DEFINE_string("checkpoint_path", defaults.checkpoint_path,
@@ -177,6 +179,7 @@ def transfer_main():
                          "and report the test accuracy of the best one (0: off).")
 
     def work():
+        from cae.transfer import transfer
         _make_deterministic()
         metrics = transfer(_config_from_flags(TransferConfig))
         print(f"test accuracy: {metrics['test_accuracy']:.4f}")
@@ -218,8 +221,8 @@ def predict_main():
 
 def inspect_main():
     _quiet_tensorflow()
+    from cae.config import PretrainConfig
     from cae.inspect_checkpoint import GRAPHS, inspect
-    from cae.pretrain import PretrainConfig
     flags.DEFINE_string("checkpoint_path", "checkpoints/transfer",
                         "Checkpoint prefix, or a directory (its latest).")
     flags.DEFINE_enum("against", None, list(GRAPHS),

@@ -1,7 +1,6 @@
 """Step 1 of the workflow: train the convolutional autoencoder on MNIST images (no labels) and checkpoint it."""
 
 import contextlib
-import dataclasses
 import os
 import time
 
@@ -9,21 +8,9 @@ import tensorflow as tf
 from absl import logging
 
 from cae import data, models, pipeline, projector, session, summaries, train, train_dir
+from cae.config import PretrainConfig  # noqa: F401 (re-exported: cae.pretrain.PretrainConfig, as before)
 
 v1 = tf.compat.v1
-
-
-@dataclasses.dataclass
-class PretrainConfig(train.RunConfig):
-    train_dir: str = "checkpoints/cae"
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"  # or "constant"
-    latent_size: int = 20
-    loss: str = "bce"
-    input_noise: float = 0.0  # > 0: denoising autoencoder, Gaussian noise of this stddev on the encoder input
-    max_train_examples: int = None  # train on the first N training images only (quick runs, tests)
 
 
 def build_graph(cfg, total_steps):

@@ -18,5 +18,5 @@ def config(gpu_memory_fraction=0.2, allow_growth=False, intra_op_threads=0, inte
 
 
 def config_for(cfg):
-    """The session config of any train.RunConfig (PretrainConfig, TransferConfig)."""
+    """The session config of any config.RunConfig (PretrainConfig, TransferConfig)."""
     return config(cfg.gpu_memory_fraction, cfg.allow_growth, cfg.intra_op_threads, cfg.inter_op_threads)

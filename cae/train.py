@@ -1,7 +1,6 @@
 """The pieces every training script shares: epoch batching, the resumable loop, evaluation, checkpoints."""
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -15,24 +14,6 @@ from cae.errors import UserError
 from cae.progress import Progress
 
 v1 = tf.compat.v1
-
-
-@dataclasses.dataclass
-class RunConfig:
-    """Settings every training run shares; PretrainConfig and TransferConfig add their own (and their defaults
-    for train_dir, epochs, batch size and learning rate)."""
-    data_dir: str = None
-    dataset: str = "mnist"
-    download: bool = True
-    seed: int = 0
-    keep_checkpoints: int = 5
-    save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
-    summary_every_steps: int = 20
-    projector_images: int = 2000
-    gpu_memory_fraction: float = 0.2
-    allow_growth: bool = False
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
 
 
 def learning_rate(base, schedule, global_step, total_steps):

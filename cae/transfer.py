@@ -2,7 +2,6 @@
 checkpoint, and train only the chosen scopes (TF-Slim's ``--checkpoint_path`` / ``--trainable_scopes`` recipe)."""
 
 import contextlib
-import dataclasses
 import os
 import time
 
@@ -10,27 +9,9 @@ import tensorflow as tf
 from absl import logging
 
 from cae import data, features, models, optimize, pipeline, projector, restore, session, summaries, train, train_dir
+from cae.config import TransferConfig  # noqa: F401 (re-exported: cae.transfer.TransferConfig, as before)
 
 v1 = tf.compat.v1
-
-
-@dataclasses.dataclass
-class TransferConfig(train.RunConfig):
-    train_dir: str = "checkpoints/transfer"
-    checkpoint_path: str = None  # None: train from scratch (the baseline)
-    restore_scopes: str = "conv1,conv2"
-    trainable_scopes: str = None  # None: fc1,logits on top of a checkpoint; every layer from scratch
-    epochs: int = 15
-    batch_size: int = 64
-    # The tutorial's constant Adam 1e-4 plateaus at 98.7-98.8% from scratch here; 1e-3 with cosine decay
-    # reaches 99.2% in 15 epochs (README results). `--learning_rate=1e-4 --lr_schedule=constant` reproduces it.
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"  # or "constant"
-    num_labels: int = None
-    restored_lr_multiplier: float = 1.0  # restored layers that are trained learn at learning_rate * this
-    cache_features: bool = False  # train the head on frozen-layer outputs computed once per image
-    eval_every_epochs: int = 1  # validate (and checkpoint) after every this many epochs
-    patience: int = 0  # stop after this many validations without a better accuracy, test the best; 0: off
 
 
 FROZEN_HEAD_SCOPES = "fc1,logits"

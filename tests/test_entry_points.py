@@ -97,3 +97,14 @@ def test_flagfile_drives_export_predict_and_inspect(transfer_dir, mnist, tmp_pat
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines() == inspect(transfer_dir, "classifier")
 
+
+
+@pytest.mark.parametrize("function, flag", [("pretrain_main", "--epochs=-1"), ("transfer_main", "--batch_size=0")])
+def test_workflow_commands_reject_a_bad_flag_before_importing_tensorflow(function, flag):
+    """Flags come from cae.config (no TensorFlow), so the one error line comes at once, not after TF's import."""
+    probe = (f"import sys\nsys.argv = ['cae', '{flag}']\nfrom cae import cli\n"
+             f"try:\n    cli.{function}()\nexcept SystemExit as e:\n"
+             f"    print(e.code, 'tensorflow' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.stdout.split() == ["2", "False"], (result.stdout, result.stderr[-2000:])
+    assert result.stderr.startswith(f"error: flag {flag.split('=')[0]}=")
