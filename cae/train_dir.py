@@ -46,17 +46,19 @@ def claim(train_dir):
         os.makedirs(train_dir, exist_ok=True)
     except OSError as e:
         raise UserError(f"--train_dir={train_dir}: cannot create it ({e.strerror})") from None
+    if fcntl is None:  # Windows: no flock, and a directory cannot be opened there
+        yield
+        return
     descriptor = os.open(train_dir, os.O_RDONLY)
     try:
-        if fcntl:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise UserError(f"--train_dir={train_dir}: another run is writing to it; wait for that run to end "
-                                f"or pick another --train_dir") from None
-            except OSError as e:  # a filesystem without flock (some network mounts): run, but say so
-                logging.warning("--train_dir=%s: cannot lock it (%s); make sure no other run writes to it",
-                                train_dir, e.strerror)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"--train_dir={train_dir}: another run is writing to it; wait for that run to end "
+                            f"or pick another --train_dir") from None
+        except OSError as e:  # a filesystem without flock (some network mounts): run, but say so
+            logging.warning("--train_dir=%s: cannot lock it (%s); make sure no other run writes to it",
+                            train_dir, e.strerror)
         yield
     finally:
         os.close(descriptor)  # releases the lock
