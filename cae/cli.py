@@ -299,7 +299,7 @@ def experiment_main():
         "data_dir": "Directory of the classified dataset's IDX files (default as in transfer_classify).",
         "other_data_dir": "Directory of the cross-domain pretraining dataset's IDX files.",
         "dataset": "Dataset to classify; the autoencoder for the cross-domain methods trains on the other one.",
-        "work_dir": "Checkpoints of every run (emptied first).",
+        "work_dir": "Checkpoints of every run: a new or empty directory, or an earlier experiment's (emptied first).",
         "report_dir": "Where label_budget.md and label_budget.png go.",
         "budgets": "Comma-separated label budgets (60000: every training label).",
         "cross_domain_budgets": "Budgets at which the cross-domain methods also run.",

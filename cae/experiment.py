@@ -127,6 +127,25 @@ def runs(cfg):
             if not method.startswith("cross") or budget in cross]
 
 
+WORK_DIR_MARK = ".cae-experiment"  # in every work_dir this command made: only such a directory is ever emptied
+
+
+def check_work_dir(work_dir):
+    """UserError unless work_dir is new, empty, or an earlier experiment's (marked): its contents get deleted."""
+    if os.path.exists(work_dir) and not os.path.isdir(work_dir):
+        raise UserError(f"--work_dir={work_dir}: exists and is not a directory")
+    if os.path.isdir(work_dir) and os.listdir(work_dir) and not os.path.exists(os.path.join(work_dir, WORK_DIR_MARK)):
+        raise UserError(f"--work_dir={work_dir}: not empty and not made by an earlier experiment; everything in it "
+                        f"would be deleted, so pick a new or empty directory")
+
+
+def reset_work_dir(work_dir):
+    """Empty (or create) the checked work_dir and mark it as this command's."""
+    shutil.rmtree(work_dir, ignore_errors=True)
+    os.makedirs(work_dir)
+    open(os.path.join(work_dir, WORK_DIR_MARK), "w").close()
+
+
 def run(cfg, command=None):
     """Pretrain on both domains, train every run, write the report; returns the list of result dicts."""
     if cfg.quick:
@@ -134,6 +153,7 @@ def run(cfg, command=None):
     plan = runs(cfg)
     if cfg.seeds < 1:
         raise UserError(f"--seeds={cfg.seeds}: expected at least 1")
+    check_work_dir(cfg.work_dir)
     start = time.time()
     other = OTHER_DATASET[cfg.dataset]
     target = data.load(cfg.data_dir, dataset=cfg.dataset)
@@ -141,7 +161,7 @@ def run(cfg, command=None):
     if cfg.quick:
         target = shrink(target, 400, 200, 500)
         source = {"source": target, "other": shrink(source["other"], 400, 200, 500)}
-    shutil.rmtree(cfg.work_dir, ignore_errors=True)
+    reset_work_dir(cfg.work_dir)
     checkpoints, pretrain_metrics = {}, {}
     for name, datasets in source.items():
         pcfg = pretrain_config(cfg, cfg.dataset if name == "source" else other, os.path.join(cfg.work_dir, name))

@@ -7,13 +7,15 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from cae import experiment, features, transfer
+from cae.errors import UserError
 from cae.experiment import ExperimentConfig
 from cae.transfer import TransferConfig
 
-from conftest import REPO
+from conftest import REPO, snapshot
 
 v1 = tf.compat.v1
 
@@ -100,3 +102,24 @@ def test_quick_experiment_writes_table_and_plot(tmp_path, mnist_dir, fashion_mni
     mean_100 = np.mean([r["test_accuracy"] for r in results if r["budget"] == 100 and r["method"] == "scratch"])
     row = report[header + 3].split("|")[2].split()
     assert float(row[0]) == round(100 * mean_100, 2)
+
+
+def test_a_work_dir_it_did_not_make_is_refused_and_left_alone(tmp_path, mnist_dir, fashion_mnist):
+    """--work_dir is emptied first: a directory holding anything else (checkpoints, say) must never be."""
+    work_dir = tmp_path / "checkpoints"
+    (work_dir / "cae").mkdir(parents=True)
+    (work_dir / "cae" / "model.ckpt-4690.index").write_bytes(b"months of work")
+    before = snapshot(work_dir)
+    cfg = ExperimentConfig(data_dir=mnist_dir, quick=True, work_dir=str(work_dir), report_dir=str(tmp_path / "r"))
+    with pytest.raises(UserError, match=r"--work_dir=.*checkpoints: not empty and not made by an earlier "
+                                        r"experiment; everything in it would be deleted"):
+        experiment.run(cfg)
+    assert snapshot(work_dir) == before and not (tmp_path / "r").exists()
+    experiment.check_work_dir(str(tmp_path / "new"))  # new, empty and marked directories are fine
+    (tmp_path / "empty").mkdir()
+    experiment.check_work_dir(str(tmp_path / "empty"))
+    experiment.reset_work_dir(str(work_dir / "earlier"))
+    (work_dir / "earlier" / "runs").mkdir()
+    experiment.check_work_dir(str(work_dir / "earlier"))
+    experiment.reset_work_dir(str(work_dir / "earlier"))
+    assert os.listdir(work_dir / "earlier") == [experiment.WORK_DIR_MARK]
