@@ -22,9 +22,8 @@ def to_mnist(contents):
     """Encoded image bytes (a scalar string tensor) -> uint8 [28, 28], light digit on dark, as MNIST stores it.
 
     Color becomes gray (ITU-R 601 luma); transparent pixels count as white paper; the image is inverted when its
-    border (the background) is mostly light; other sizes are scaled, keeping the aspect ratio, and padded with
-    background. The arithmetic stays on the 0-255 scale and ends on whole pixel values, so a 28x28 gray MNIST
-    image comes back unchanged.
+    border (the background) is mostly light; other sizes are made MNIST-style (``mnist_style``). The arithmetic
+    stays on the 0-255 scale and ends on whole pixel values, so a 28x28 gray MNIST image comes back unchanged.
     """
     image = tf.io.decode_image(contents, channels=0, expand_animations=False)  # [H, W, 1 to 4] uint8
     x = tf.cast(image, tf.float32)
@@ -33,11 +32,15 @@ def to_mnist(contents):
     has_alpha = tf.equal(channels % 2, 0)  # gray+alpha or RGBA
     opacity = tf.cond(has_alpha, lambda: x[:, :, -1:] / 255.0, lambda: tf.ones_like(gray))
     gray = gray * opacity + 255.0 * (1.0 - opacity)
-    border = tf.concat([gray[0, :, 0], gray[-1, :, 0], gray[:, 0, 0], gray[:, -1, 0]], axis=0)
-    gray = tf.cond(tf.reduce_mean(border) > 127.5, lambda: 255.0 - gray, lambda: gray)
+    gray = tf.cond(tf.reduce_mean(border_pixels(gray)) > 127.5, lambda: 255.0 - gray, lambda: gray)
     mnist_size = tf.reduce_all(tf.equal(tf.shape(gray)[:2], IMAGE_SIZE))
     gray = tf.cond(mnist_size, lambda: gray, lambda: mnist_style(gray))
     return tf.reshape(tf.saturate_cast(tf.round(gray), tf.uint8), [IMAGE_SIZE, IMAGE_SIZE])
+
+
+def border_pixels(gray):
+    """The outermost rows and columns of a [H, W, 1] image, flat: where the background shows."""
+    return tf.concat([gray[0, :, 0], gray[-1, :, 0], gray[:, 0, 0], gray[:, -1, 0]], axis=0)
 
 
 DIGIT_BOX = 20  # MNIST fitted each digit into 20x20 and centred its mass in the 28x28 field
@@ -48,7 +51,7 @@ def mnist_style(gray):
     """[H, W, 1] light-on-dark on the 0-255 scale -> [28, 28, 1] as MNIST made its images: the background level
     (the border's median) taken off and the strongest pixel scaled to 255, the digit cropped to the box of its ink,
     scaled to fit 20x20 (aspect ratio kept), then placed so that its centre of mass falls on pixel (14, 14)."""
-    border = tf.concat([gray[0], gray[-1], gray[:, 0], gray[:, -1]], axis=0)[:, 0]
+    border = border_pixels(gray)
     background = tf.sort(border)[tf.size(border) // 2]
     ink = tf.maximum(gray - background, 0.0)
     ink = ink * (255.0 / tf.maximum(tf.reduce_max(ink), 1e-6))
