@@ -10,7 +10,8 @@ from absl import logging
 
 from cae.errors import UserError
 
-# The classifier's layers bottom-up, and the dict key of each one's output (conv2's flattened, as fc1 sees it).
+# The classifier's layers bottom-up, and the models.Classifier field of each one's output (conv2's flattened,
+# as fc1 sees it).
 LAYER_OUTPUTS = (("conv1", "conv1"), ("conv2", "features"), ("fc1", "fc1"))
 
 
@@ -18,8 +19,9 @@ def _scope(variable):
     return variable.op.name.split("/")[0]
 
 
-def cache_point(restored, trained):
-    """The key of the output of the longest run of frozen layers from the input up.
+def cache_point(model, restored, trained):
+    """(layer, its output tensor): the top of the longest run of frozen layers of ``model`` (a models.Classifier)
+    from the input up.
 
     Caching is only meaningful when every restored layer is frozen (otherwise its output changes every step),
     and only if the first layer is frozen; otherwise raise UserError naming the culprit.
@@ -30,15 +32,15 @@ def cache_point(restored, trained):
         raise UserError(f"--cache_features needs every restored layer frozen, but --trainable_scopes trains "
                         f"restored {', '.join(restored_and_trained)}; drop it from --trainable_scopes or "
                         f"turn off --cache_features")
-    key = None
-    for scope, output in LAYER_OUTPUTS:
+    point = None
+    for scope, field in LAYER_OUTPUTS:
         if scope in trained_scopes:
             break
-        key = output
-    if key is None:
+        point = scope, getattr(model, field)
+    if point is None:
         raise UserError("--cache_features: conv1 is trained (see --trainable_scopes), so no layer output is "
                         "fixed; freeze at least conv1 or turn off --cache_features")
-    return key
+    return point
 
 
 def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=None, interval=5.0):
@@ -55,3 +57,13 @@ def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progr
             logging.info("%s: %d/%d images, %.0f img/s", log_progress, end, len(images),
                          end / max(now - start, 1e-9))
     return output
+
+
+def compute_splits(sess, point, images_placeholder, datasets):
+    """``datasets`` with every split's images replaced by the output of ``point`` (a cache_point) on them."""
+    layer, tensor = point
+    logging.info("caching the output of the frozen layers (%s) for every image", layer)
+    return datasets._replace(**{
+        split: getattr(datasets, split)._replace(images=compute(
+            sess, tensor, images_placeholder, getattr(datasets, split).images, log_progress=f"{layer} of {split}"))
+        for split in ("train", "validation", "test")})

@@ -1,35 +1,72 @@
-"""Graph builders for the convolutional autoencoder and the classifier that reuses its encoder.
+"""Graph builders for the convolutional autoencoder and the classifier that reuses its encoder (TF-Slim's nets/).
 
-Pure functions: each takes input tensors, adds ops and variables to the default graph and returns a dict of the
-tensors a caller may want. The encoder is one function, so both graphs name its variables identically
-(``conv1/kernel`` ...) and a Saver can carry them from one graph to the other.
+Pure functions: each takes an input tensor, adds ops and variables to the default graph and returns a small frozen
+bundle (a NamedTuple) of the tensors a caller may want, as slim's nets return ``logits, end_points``. The encoder is
+one function, so both graphs name its variables identically (``conv1/kernel`` ...) and a Saver can carry them from
+one graph to the other.
+
+Images enter flattened, [N, height * width * channels] in [0, 1] (MNIST: [N, 784]); ``image_shape`` says how to
+fold them. conv1/conv2 do not depend on the image size, only conv1 on the channels, so an encoder trained on one
+size restores into a classifier of another.
 """
+
+from typing import NamedTuple
 
 import tensorflow as tf
 
 from cae import layers
-from cae.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS
 
 v1 = tf.compat.v1
 
+MNIST_SHAPE = (28, 28, 1)  # height, width, channels
+MNIST_CLASSES = 10
+ENCODER_STRIDE = 4  # conv1 and conv2 each halve the image: height and width must be multiples of this
+CONV2_FILTERS = 32
 LOSSES = ("bce", "mse")
 
 
-def image_input(name="IMAGE_IN"):
-    """The feedable input: a batch of flattened 28x28 images in [0, 1]."""
-    return v1.placeholder(tf.float32, [None, NUM_PIXELS], name=name)
+class Autoencoder(NamedTuple):
+    images: tf.Tensor  # [N, H*W*C] input
+    conv1: tf.Tensor
+    conv2: tf.Tensor  # [N, H/4, W/4, 32]
+    latent: tf.Tensor  # [N, latent_size]
+    dconv1: tf.Tensor
+    logits: tf.Tensor  # [N, H*W*C], before the sigmoid
+    reconstruction: tf.Tensor  # [N, H*W*C] in [0, 1]
+    loss: tf.Tensor  # scalar reconstruction loss
 
 
-def encoder(images):
-    """conv1 (16 5x5 /2 relu) -> conv2 (32 5x5 /2 relu): [N, 784] -> [N, 7, 7, 32]."""
+class Classifier(NamedTuple):
+    images: tf.Tensor  # [N, H*W*C] input
+    conv1: tf.Tensor
+    conv2: tf.Tensor
+    features: tf.Tensor  # conv2 flattened: what fc1 sees
+    fc1: tf.Tensor
+    logits: tf.Tensor  # [N, num_classes]
+    probabilities: tf.Tensor
+    predictions: tf.Tensor  # int64 [N]
+
+
+def num_pixels(image_shape):
+    height, width, channels = image_shape
+    return height * width * channels
+
+
+def image_input(image_shape=MNIST_SHAPE, name="IMAGE_IN"):
+    """The feedable input: a batch of flattened images in [0, 1]."""
+    return v1.placeholder(tf.float32, [None, num_pixels(image_shape)], name=name)
+
+
+def encoder(images, image_shape=MNIST_SHAPE):
+    """conv1 (16 5x5 /2 relu) -> conv2 (32 5x5 /2 relu): [N, H*W*C] -> [N, H/4, W/4, 32]."""
     with v1.name_scope("ENCODER"):
-        x = tf.reshape(images, [-1, IMAGE_SIZE, IMAGE_SIZE, 1])
+        x = tf.reshape(images, [-1, *image_shape])
         conv1 = layers.conv2d(x, 16, 5, 2, "conv1", tf.nn.relu)
-        conv2 = layers.conv2d(conv1, 32, 5, 2, "conv2", tf.nn.relu)
+        conv2 = layers.conv2d(conv1, CONV2_FILTERS, 5, 2, "conv2", tf.nn.relu)
     return conv1, conv2
 
 
-def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0):
+def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape=MNIST_SHAPE):
     """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 -> dconv2 (sigmoid).
 
     ``input_noise`` > 0 makes it a denoising autoencoder: the encoder sees the images plus Gaussian noise of that
@@ -37,19 +74,21 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0):
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    height, width, channels = image_shape
     encoder_input = images
     if input_noise:
         with v1.name_scope("NOISE"):
             encoder_input = tf.clip_by_value(images + v1.random_normal(tf.shape(images), stddev=input_noise), 0., 1.)
-    conv1, conv2 = encoder(encoder_input)
+    conv1, conv2 = encoder(encoder_input, image_shape)
+    code_shape = [height // ENCODER_STRIDE, width // ENCODER_STRIDE, CONV2_FILTERS]
     with v1.name_scope("LATENT"):
         latent = layers.dense(layers.flatten(conv2), latent_size, "latent_var")
     with v1.name_scope("DECODER"):
-        z = layers.dense(latent, 7 * 7 * 32, "z_matrix")
-        z = tf.nn.relu(tf.reshape(z, [-1, 7, 7, 32]))
+        z = layers.dense(latent, code_shape[0] * code_shape[1] * code_shape[2], "z_matrix")
+        z = tf.nn.relu(tf.reshape(z, [-1, *code_shape]))
         dconv1 = layers.conv2d_transpose(z, 16, 5, 2, "dconv1", tf.nn.relu)
-        logits = layers.conv2d_transpose(dconv1, 1, 5, 2, "dconv2")
-        logits = tf.reshape(logits, [-1, NUM_PIXELS])
+        logits = layers.conv2d_transpose(dconv1, channels, 5, 2, "dconv2")
+        logits = tf.reshape(logits, [-1, num_pixels(image_shape)])
         reconstruction = tf.sigmoid(logits, name="reconstruction")
     with v1.name_scope("LOSS"):
         if loss == "bce":  # per-pixel binary cross-entropy, computed stably from the logits
@@ -57,21 +96,19 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0):
         else:
             per_pixel = tf.square(reconstruction - images)
         loss_tensor = tf.reduce_mean(per_pixel, name="reconstruction_loss")
-    return {"images": images, "conv1": conv1, "conv2": conv2, "latent": latent, "dconv1": dconv1,
-            "logits": logits, "reconstruction": reconstruction, "loss": loss_tensor}
+    return Autoencoder(images, conv1, conv2, latent, dconv1, logits, reconstruction, loss_tensor)
 
 
-def classifier(images, hidden_units=200):
-    """conv1 -> conv2 (the autoencoder's encoder) -> fc1 (200 relu) -> logits (10)."""
-    conv1, conv2 = encoder(images)
+def classifier(images, num_classes=MNIST_CLASSES, hidden_units=200, image_shape=MNIST_SHAPE):
+    """conv1 -> conv2 (the autoencoder's encoder) -> fc1 (200 relu) -> logits (num_classes)."""
+    conv1, conv2 = encoder(images, image_shape)
     with v1.name_scope("CLASSIFIER"):
         features = layers.flatten(conv2)
         fc1 = layers.dense(features, hidden_units, "fc1", tf.nn.relu)
-        logits = layers.dense(fc1, NUM_CLASSES, "logits")
+        logits = layers.dense(fc1, num_classes, "logits")
         probabilities = tf.nn.softmax(logits, name="probabilities")
         predictions = tf.argmax(logits, axis=1, name="predictions")
-    return {"images": images, "conv1": conv1, "conv2": conv2, "features": features, "fc1": fc1,
-            "logits": logits, "probabilities": probabilities, "predictions": predictions}
+    return Classifier(images, conv1, conv2, features, fc1, logits, probabilities, predictions)
 
 
 def classification_loss(logits, labels):

@@ -1,6 +1,10 @@
-"""tf.data input: batches gathered from in-memory arrays by a stream of example indices, one initializable iterator.
+"""The two ways a batch reaches the graph: the tf.data pipeline (``Input``) or a feed_dict (``Feed``).
 
-The model reads ``IMAGE_IN`` (and ``LABELS``), each a ``placeholder_with_default`` over the iterator's output, so
+Both answer ``start(sess, split, indices, batch_size)`` (before a pass over a split) and ``feed(split, indices)``
+(the feed_dict of one batch), so the training loop and ``train.evaluate``/``train.predict`` take either.
+
+``Input``: batches gathered from in-memory arrays by a stream of example indices, one initializable iterator. The
+model reads ``IMAGE_IN`` (and ``LABELS``), each a ``placeholder_with_default`` over the iterator's output, so
 training and evaluation run without a feed_dict while inference and export still feed the placeholders (a fed
 placeholder cuts the iterator out of that run, so it needs no initialization).
 
@@ -9,25 +13,53 @@ epoch) rather than ``Dataset.shuffle``: a resumed run sees the same batches as a
 buffer holds a second copy of the images. The same iterator serves evaluation, restarted over a split in order.
 """
 
-import numpy as np
-import tensorflow as tf
+from typing import NamedTuple
 
-from cae import train
-from cae.data import NUM_PIXELS
+import tensorflow as tf
 
 v1 = tf.compat.v1
 
-EVAL_BATCH_SIZE = 1000
+
+class Input(NamedTuple):
+    """The tf.data pipeline of a graph: ``images``/``labels`` are IMAGE_IN/LABELS; ``sources`` the placeholders
+    ``start`` feeds once per (re)start: the split's arrays, the index stream and the batch size."""
+    images: tf.Tensor
+    labels: tf.Tensor  # None for a graph without labels (the autoencoder)
+    initializer: tf.Operation
+    sources: dict
+
+    def start(self, sess, split, indices, batch_size):
+        """(Re)start the iterator: batches of ``batch_size`` examples of ``split`` in the order of ``indices``."""
+        feed = {self.sources["images"]: split.images, self.sources["indices"]: indices,
+                self.sources["batch_size"]: batch_size}
+        if self.labels is not None:
+            feed[self.sources["labels"]] = split.labels
+        sess.run(self.initializer, feed)
+
+    def feed(self, split, indices):
+        return None  # the iterator brings the batch
 
 
-def build(with_labels=True):
-    """Add the pipeline to the default graph; returns {"images", "labels"?, "initializer", "sources"}.
+class Feed(NamedTuple):
+    """Batches fed through a feed_dict into ``images`` (any tensor: a fed tensor cuts everything below it out of
+    the run, which is how cached frozen-layer features replace the frozen layers) and ``labels``."""
+    images: tf.Tensor
+    labels: tf.Tensor = None
 
-    ``sources`` holds the placeholders ``start`` feeds once per (re)start: the split's arrays, the index stream
-    and the batch size.
-    """
+    def start(self, sess, split, indices, batch_size):
+        pass  # nothing to set up: every batch is fed
+
+    def feed(self, split, indices):
+        feed = {self.images: split.images[indices]}
+        if self.labels is not None:
+            feed[self.labels] = split.labels[indices]
+        return feed
+
+
+def build(num_pixels, with_labels=True):
+    """Add the pipeline for flattened images of ``num_pixels`` values to the default graph; returns its Input."""
     with v1.name_scope("INPUT"):
-        arrays = {"images": v1.placeholder(tf.float32, [None, NUM_PIXELS], name="all_images")}
+        arrays = {"images": v1.placeholder(tf.float32, [None, num_pixels], name="all_images")}
         if with_labels:
             arrays["labels"] = v1.placeholder(tf.int64, [None], name="all_labels")
         indices = v1.placeholder(tf.int64, [None], name="indices")
@@ -38,33 +70,6 @@ def build(with_labels=True):
                    .prefetch(1))
         iterator = v1.data.make_initializable_iterator(dataset)
         batch = iterator.get_next()
-    p = {"initializer": iterator.initializer,
-         "sources": dict(arrays, indices=indices, batch_size=batch_size),
-         "images": v1.placeholder_with_default(batch["images"], [None, NUM_PIXELS], name="IMAGE_IN")}
-    if with_labels:
-        p["labels"] = v1.placeholder_with_default(batch["labels"], [None], name="LABELS")
-    return p
-
-
-def start(sess, p, split, indices, batch_size):
-    """(Re)start the iterator: batches of ``batch_size`` examples of ``split`` taken in the order of ``indices``."""
-    sources = p["sources"]
-    feed = {sources["images"]: split.images, sources["indices"]: indices, sources["batch_size"]: batch_size}
-    if "labels" in sources:
-        feed[sources["labels"]] = split.labels
-    sess.run(p["initializer"], feed)
-
-
-def evaluate(sess, p, tensors, split, batch_size=EVAL_BATCH_SIZE):
-    """``train.evaluate`` over a whole split in large batches drawn from the pipeline (no feed_dict).
-
-    It restarts the iterator: a training loop must ``start`` it again afterwards.
-    """
-    start(sess, p, split, np.arange(len(split.images)), batch_size)
-    return train.evaluate(sess, tensors, lambda indices: None, len(split.images), batch_size)
-
-
-def predict(sess, p, tensor, split, batch_size=EVAL_BATCH_SIZE):
-    """``train.predict`` over a whole split, in order, from the pipeline; it restarts the iterator too."""
-    start(sess, p, split, np.arange(len(split.images)), batch_size)
-    return train.predict(sess, tensor, lambda indices: None, len(split.images), batch_size)
+    images = v1.placeholder_with_default(batch["images"], [None, num_pixels], name="IMAGE_IN")
+    labels = v1.placeholder_with_default(batch["labels"], [None], name="LABELS") if with_labels else None
+    return Input(images, labels, iterator.initializer, dict(arrays, indices=indices, batch_size=batch_size))

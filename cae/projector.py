@@ -9,6 +9,7 @@ served from any ``--logdir``.
 
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -35,15 +36,21 @@ def subset(split, count, flag="projector_images"):
     return split.images[:count], split.labels[:count]
 
 
-def embedding(features, count, name):
-    """A [count, features] variable ``embedding/<name>`` and the op that stores ``features`` in it (feed exactly
+class Embedding(NamedTuple):
+    variable: tf.Variable  # [count, features] ``embedding/<layer>``, saved with every checkpoint
+    update: tf.Tensor  # stores the features of the images fed to ``images`` in it
+    images: tf.Tensor  # the model's input
+
+
+def embedding(images, features, count, name):
+    """The Embedding ``embedding/<name>`` of ``features`` (computed from the input ``images``; feed exactly
     ``count`` images)."""
     with v1.variable_scope("embedding"):
         variable = v1.get_variable(name, [count, features.shape[-1]], trainable=False,
                                    initializer=v1.zeros_initializer())
     with v1.name_scope("PROJECTOR"):
         update = variable.assign(tf.ensure_shape(features, variable.shape))
-    return variable, update
+    return Embedding(variable, update, images)
 
 
 def sprite(images):
@@ -57,10 +64,11 @@ def sprite(images):
         side * IMAGE_SIZE, side * IMAGE_SIZE)
 
 
-def refresh(sess, t, images):
-    """Store the current features of the projector images in the embedding variable (before each checkpoint)."""
-    if "embedding_update" in t:
-        sess.run(t["embedding_update"], {t["images"]: images})
+def refresh(sess, embedding, images):
+    """Store the current features of the projector images in the embedding variable (before each checkpoint);
+    nothing without an embedding."""
+    if embedding is not None:
+        sess.run(embedding.update, {embedding.images: images})
 
 
 def check_resume(run_dir, variable, count, flag="projector_images"):

@@ -104,7 +104,7 @@ def restore_saver(variables):
     return v1.train.Saver(var_list={v.op.name: v for v in variables}, name="restore_saver")
 
 
-def report(restored, model_variables, checkpoint, trained=None, restored_lr_multiplier=1.0):
+def report_lines(restored, model_variables, checkpoint, trained=None, restored_lr_multiplier=1.0):
     """Lines for the restore report: each restored variable with its shape and source, then the rest; with
     ``trained``, each line also says whether the variable is frozen or trained, and at which rate."""
     restored_names = {v.op.name for v in restored}

@@ -1,4 +1,4 @@
-"""The pieces every training script shares: epoch batching, the resumable loop, evaluation, checkpoints."""
+"""The pieces every training run shares: epoch batching, the resumable loop, evaluation, checkpoints."""
 
 import contextlib
 import json
@@ -77,24 +77,35 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
     return step
 
 
-def evaluate(sess, tensors, feed_for, num_examples, batch_size=1000):
-    """Example-weighted means of scalar ``tensors`` (a dict) over a split, in large batches.
+EVAL_BATCH_SIZE = 1000  # evaluation and prediction run in large batches: no gradients, so memory allows it
 
-    ``feed_for(indices)`` returns the feed_dict for those examples.
+
+def evaluate(sess, tensors, batches, split, batch_size=EVAL_BATCH_SIZE):
+    """Example-weighted means of scalar ``tensors`` (a dict) over a whole split, in order, in large batches.
+
+    ``batches`` is how they reach the graph: a ``pipeline.Input`` (restarted over the split, so a training loop
+    must ``start`` it again afterwards) or a ``pipeline.Feed``.
     """
     totals = dict.fromkeys(tensors, 0.0)
-    for start in range(0, num_examples, batch_size):
-        indices = np.arange(start, min(start + batch_size, num_examples))
-        values = sess.run(tensors, feed_for(indices))
+    for indices in _in_order(sess, batches, split, batch_size):
+        values = sess.run(tensors, batches.feed(split, indices))
         for key, value in values.items():
             totals[key] += float(value) * len(indices)
-    return {key: total / num_examples for key, total in totals.items()}
+    return {key: total / len(split.images) for key, total in totals.items()}
 
 
-def predict(sess, tensor, feed_for, num_examples, batch_size=1000):
-    """``tensor`` over a whole split, in large batches, concatenated along the first axis."""
-    return np.concatenate([sess.run(tensor, feed_for(np.arange(start, min(start + batch_size, num_examples))))
-                           for start in range(0, num_examples, batch_size)])
+def predict(sess, tensor, batches, split, batch_size=EVAL_BATCH_SIZE):
+    """``tensor`` over a whole split, in order, concatenated along the first axis (``batches`` as in evaluate)."""
+    return np.concatenate([sess.run(tensor, batches.feed(split, indices))
+                           for indices in _in_order(sess, batches, split, batch_size)])
+
+
+def _in_order(sess, batches, split, batch_size):
+    """Start ``batches`` over the whole split in order; yield each batch's example indices."""
+    num_examples = len(split.images)
+    batches.start(sess, split, np.arange(num_examples), batch_size)
+    for start in range(0, num_examples, batch_size):
+        yield np.arange(start, min(start + batch_size, num_examples))
 
 
 def restore_latest(sess, saver, train_dir):

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from cae import data, models
-from cae.transfer import TransferConfig, transfer
+from cae.config import TransferConfig
+from cae.transfer import transfer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,7 +64,7 @@ def checkpoint_predictions(checkpoint_dir, images):
         saver = tf.compat.v1.train.Saver(tf.compat.v1.trainable_variables())
         with tf.compat.v1.Session(graph=graph) as sess:
             saver.restore(sess, tf.train.latest_checkpoint(checkpoint_dir))
-            return sess.run([t["predictions"], t["probabilities"]], {t["images"]: images})
+            return sess.run([t.predictions, t.probabilities], {t.images: images})
 
 
 def run_cli(script, *args, data_dir=None, timeout=600):

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from cae import transfer
-from cae.transfer import TransferConfig
+from cae.config import TransferConfig
 
 from conftest import REPO, save_autoencoder_checkpoint
 

@@ -31,15 +31,15 @@ def variable_shapes(build):
 def test_autoencoder_names_and_shapes():
     shapes, t = variable_shapes(models.autoencoder)
     assert shapes == AUTOENCODER_SHAPES
-    assert t["reconstruction"].shape.as_list() == [None, 784]
-    assert t["latent"].shape.as_list() == [None, 20]
-    assert t["images"].op.name == "IMAGE_IN"
+    assert t.reconstruction.shape.as_list() == [None, 784]
+    assert t.latent.shape.as_list() == [None, 20]
+    assert t.images.op.name == "IMAGE_IN"
 
 
 def test_classifier_names_and_shapes():
     shapes, t = variable_shapes(models.classifier)
     assert shapes == CLASSIFIER_SHAPES
-    assert t["logits"].shape.as_list() == [None, 10]
+    assert t.logits.shape.as_list() == [None, 10]
 
 
 def test_latent_size_and_both_graphs_twice_in_one_process():
@@ -63,7 +63,7 @@ def test_scope_selection_is_whole_scope_not_substring():
         t = models.autoencoder(models.image_input())
         model_variables = tf.compat.v1.trainable_variables()
         tf.compat.v1.train.AdamOptimizer().minimize(
-            t["loss"], global_step=tf.compat.v1.train.get_or_create_global_step())
+            t.loss, global_step=tf.compat.v1.train.get_or_create_global_step())
         everything = tf.compat.v1.global_variables()
         assert any(re.search("conv1/kernel/Adam_1", v.op.name) for v in everything)
         chosen = [v.op.name for v in restore.select(model_variables, "conv1,conv2")]

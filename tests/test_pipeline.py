@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from cae import data, pipeline, train
-from cae.pretrain import PretrainConfig, build_graph as build_autoencoder
-from cae.transfer import TransferConfig, build_graph as build_classifier
+from cae.config import PretrainConfig, TransferConfig
+from cae.pretrain import build_graph as build_autoencoder
+from cae.transfer import build_graph as build_classifier
 
 v1 = tf.compat.v1
 
@@ -22,15 +23,14 @@ def test_tf_data_and_feed_dict_give_the_same_loss(tmp_path, mnist):
     batch = np.array([7, 3, 5000, 42, 9, 1234, 0, 77])
     for build, tensors in ((build_autoencoder, ["loss"]), (build_classifier, ["loss", "accuracy"])):
         cfg = (PretrainConfig if build is build_autoencoder else TransferConfig)(train_dir=str(tmp_path))
-        graph, t = build(cfg, total_steps=100)
-        fetches = [t[name] for name in tensors]
-        with v1.Session(graph=graph) as sess:
-            sess.run(t["init"])
-            feed = {t["images"]: mnist.train.images[batch]}
-            if "labels" in t:
-                feed[t["labels"]] = mnist.train.labels[batch]
+        g = build(cfg, total_steps=100)
+        fetches = [g.metrics[name] for name in tensors]
+        with v1.Session(graph=g.graph) as sess:
+            sess.run(g.init)
+            feed = pipeline.Feed(g.model.images, g.input.labels).feed(mnist.train, batch)
+            assert len(feed) == len(tensors)  # images, and labels where the graph has them
             fed = sess.run(fetches, feed)  # before the iterator ever starts: a feed needs no pipeline
-            pipeline.start(sess, t["input"], mnist.train, batch, len(batch))
+            g.input.start(sess, mnist.train, batch, len(batch))
             from_pipeline = sess.run(fetches)
         assert fed == from_pipeline, (build.__module__, fed, from_pipeline)
         assert all(np.isfinite(fed))
@@ -40,11 +40,11 @@ def test_one_epoch_visits_every_example_exactly_once():
     """10 examples in batches of 4 (the last batch holds 2), two epochs, each a fresh permutation."""
     split = numbered_split(10)
     with tf.Graph().as_default() as graph:
-        p = pipeline.build(with_labels=True)
+        p = pipeline.build(data.NUM_PIXELS, with_labels=True)
     seen = []
     with v1.Session(graph=graph) as sess:
         def run_step(indices):
-            images, labels = sess.run([p["images"], p["labels"]])
+            images, labels = sess.run([p.images, p.labels])
             ids = images[:, 0].astype(np.int64)
             np.testing.assert_array_equal(images, images[:, :1].repeat(data.NUM_PIXELS, axis=1))
             np.testing.assert_array_equal(labels, ids % 10)  # labels travel with their images
@@ -53,7 +53,7 @@ def test_one_epoch_visits_every_example_exactly_once():
             return 0.0
 
         last = train.fit(run_step, 10, 4, 2, 0, seed=3,
-                         on_epoch_start=lambda order: pipeline.start(sess, p, split, order, 4))
+                         on_epoch_start=lambda order: p.start(sess, split, order, 4))
     assert last == 6 and [len(ids) for ids in seen] == [4, 4, 2] * 2
     for epoch in range(2):
         visited = np.concatenate(seen[3 * epoch:3 * epoch + 3])
@@ -65,13 +65,13 @@ def test_one_epoch_visits_every_example_exactly_once():
 def test_resumed_run_sees_the_batches_an_uninterrupted_one_would():
     split = numbered_split(10)
     with tf.Graph().as_default() as graph:
-        p = pipeline.build(with_labels=False)
+        p = pipeline.build(data.NUM_PIXELS, with_labels=False)
 
     def batches(first_step):
         seen = []
         with v1.Session(graph=graph) as sess:
-            train.fit(lambda _: seen.append(sess.run(p["images"])[:, 0]) or 0.0, 10, 4, 2, first_step, seed=3,
-                      on_epoch_start=lambda order: pipeline.start(sess, p, split, order, 4))
+            train.fit(lambda _: seen.append(sess.run(p.images)[:, 0]) or 0.0, 10, 4, 2, first_step, seed=3,
+                      on_epoch_start=lambda order: p.start(sess, split, order, 4))
         return seen
 
     whole, resumed = batches(0), batches(4)  # resumed in the middle of the second epoch
@@ -83,18 +83,16 @@ def test_resumed_run_sees_the_batches_an_uninterrupted_one_would():
 def test_pipeline_evaluation_matches_feed_dict_evaluation(tmp_path, mnist):
     """Large batches from the pipeline (the last one partial) give the example-weighted means a feed_dict does."""
     split = data.Split(mnist.validation.images[:1100], mnist.validation.labels[:1100])
-    graph, t = build_classifier(TransferConfig(train_dir=str(tmp_path)), total_steps=100)
-    tensors = {"loss": t["loss"], "accuracy": t["accuracy"]}
-    with v1.Session(graph=graph) as sess:
-        sess.run(t["init"])
-        fed = train.evaluate(sess, tensors, lambda i: {t["images"]: split.images[i], t["labels"]: split.labels[i]},
-                             len(split.labels), batch_size=400)
-        piped = pipeline.evaluate(sess, t["input"], tensors, split, batch_size=400)
+    g = build_classifier(TransferConfig(train_dir=str(tmp_path)), total_steps=100)
+    fed_batches = pipeline.Feed(g.model.images, g.input.labels)
+    with v1.Session(graph=g.graph) as sess:
+        sess.run(g.init)
+        fed = train.evaluate(sess, g.metrics, fed_batches, split, batch_size=400)
+        piped = train.evaluate(sess, g.metrics, g.input, split, batch_size=400)
         with pytest.raises(tf.errors.OutOfRangeError):  # it took exactly the 3 batches there were
-            sess.run(t["loss"])
-        fed_predictions = train.predict(sess, t["predictions"], lambda i: {t["images"]: split.images[i]},
-                                        len(split.labels), batch_size=400)
-        piped_predictions = pipeline.predict(sess, t["input"], t["predictions"], split, batch_size=400)
+            sess.run(g.loss)
+        fed_predictions = train.predict(sess, g.model.predictions, fed_batches, split, batch_size=400)
+        piped_predictions = train.predict(sess, g.model.predictions, g.input, split, batch_size=400)
     assert fed == piped
     assert fed_predictions.shape == (1100,)
     np.testing.assert_array_equal(fed_predictions, piped_predictions)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from cae import features, transfer
 from cae.errors import UserError
-from cae.transfer import TransferConfig
+from cae.config import TransferConfig
 
 from test_transfer import CONV_VARIABLES, HEAD_VARIABLES, values
 
@@ -19,15 +19,15 @@ def one_batch(mnist, n=64, start=0):
     return mnist.train.images[start:start + n], mnist.train.labels[start:start + n]
 
 
-def step_deltas(t, cfg, images, labels):
+def step_deltas(g, cfg, images, labels):
     """Largest absolute change of each model variable over one training step."""
-    names = [v.op.name for v in t["model_variables"]]
+    names = [v.op.name for v in g.model_variables]
     with v1.Session() as sess:
-        report = transfer.initialize(sess, t, cfg)
+        report = transfer.initialize(sess, g, cfg)
         before = values(sess, names)
-        sess.run(t["train_op"], {t["images"]: images, t["labels"]: labels})
+        sess.run(g.train_op, {g.model.images: images, g.input.labels: labels})
         after = values(sess, names)
-        assert sess.run(t["global_step"]) == 1
+        assert sess.run(g.global_step) == 1
     return {n: float(np.abs(after[n] - before[n]).max()) for n in names}, report
 
 
@@ -35,9 +35,9 @@ def test_fine_tune_moves_restored_kernels_at_the_smaller_rate(tmp_path, cae_chec
     """Adam's first step moves each weight by about the learning rate, so the rates can be read off the step."""
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), trainable_scopes="conv1,conv2,"
                          "fc1,logits", learning_rate=1e-3, restored_lr_multiplier=0.1)
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    with graph.as_default():
-        deltas, report = step_deltas(t, cfg, *one_batch(mnist))
+    g = transfer.build_graph(cfg, total_steps=100)
+    with g.graph.as_default():
+        deltas, report = step_deltas(g, cfg, *one_batch(mnist))
     for name in ["conv1/kernel", "conv2/kernel"]:
         assert deltas[name] == pytest.approx(1e-4, rel=0.01), name
     for name in ["fc1/kernel", "logits/kernel"]:
@@ -45,7 +45,7 @@ def test_fine_tune_moves_restored_kernels_at_the_smaller_rate(tmp_path, cae_chec
     assert any(line.startswith("restored  conv1/kernel") and line.endswith("trained at learning_rate x 0.1")
                for line in report)
     assert any(line.startswith("initial   fc1/kernel") and line.endswith("  trained") for line in report)
-    with graph.as_default():
+    with g.graph.as_default():
         slots = sorted(v.op.name for v in v1.global_variables() if "/Adam" in v.op.name)
     assert slots == sorted([f"{n}/Adam_restored{s}" for n in CONV_VARIABLES for s in ("", "_1")]
                            + [f"{n}/Adam{s}" for n in HEAD_VARIABLES for s in ("", "_1")])
@@ -54,9 +54,9 @@ def test_fine_tune_moves_restored_kernels_at_the_smaller_rate(tmp_path, cae_chec
 def test_multiplier_one_is_plain_fine_tuning(tmp_path, cae_checkpoint, mnist):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), trainable_scopes="conv1,conv2,"
                          "fc1,logits", learning_rate=1e-3)
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    with graph.as_default():
-        deltas, _ = step_deltas(t, cfg, *one_batch(mnist))
+    g = transfer.build_graph(cfg, total_steps=100)
+    with g.graph.as_default():
+        deltas, _ = step_deltas(g, cfg, *one_batch(mnist))
     assert deltas["conv1/kernel"] == pytest.approx(1e-3, rel=0.01)
 
 
@@ -69,20 +69,20 @@ def test_partial_freezing_leaves_exactly_the_frozen_scopes(tmp_path, cae_checkpo
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), restore_scopes=restore_scopes,
                          trainable_scopes=trainable_scopes, learning_rate=1e-3, restored_lr_multiplier=0.5)
     reader = tf.train.load_checkpoint(cae_checkpoint)
-    graph, t = transfer.build_graph(cfg, total_steps=100)
+    g = transfer.build_graph(cfg, total_steps=100)
     names = CONV_VARIABLES + HEAD_VARIABLES
-    with graph.as_default(), v1.Session() as sess:
-        transfer.initialize(sess, t, cfg)
+    with g.graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, g, cfg)
         before = values(sess, names)
         for step in range(5):
             images, labels = one_batch(mnist, start=64 * step)
-            sess.run(t["train_op"], {t["images"]: images, t["labels"]: labels})
+            sess.run(g.train_op, {g.model.images: images, g.input.labels: labels})
         after = values(sess, names)
     changed = [n for n in names if not np.array_equal(before[n], after[n])]
     assert changed == [n for n in names if n not in frozen]
     for name in frozen:
         np.testing.assert_array_equal(after[name], reader.get_tensor(name))
-    restored = [v.op.name for v in t["restored"]]
+    restored = [v.op.name for v in g.restored]
     for name in restored:
         np.testing.assert_array_equal(before[name], reader.get_tensor(name))
     assert "conv2/kernel" in restored or not np.array_equal(before["conv2/kernel"], reader.get_tensor("conv2/kernel"))
@@ -90,23 +90,24 @@ def test_partial_freezing_leaves_exactly_the_frozen_scopes(tmp_path, cae_checkpo
 
 def test_cached_and_uncached_head_give_the_same_logits_and_step(tmp_path, cae_checkpoint, mnist):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), learning_rate=1e-3)
-    graph, t = transfer.build_graph(cfg, total_steps=100)
+    g = transfer.build_graph(cfg, total_steps=100)
     images, labels = one_batch(mnist, n=300)
-    assert features.cache_point(t["restored"], t["trained"]) == "features"
-    with graph.as_default(), v1.Session() as sess:
-        transfer.initialize(sess, t, cfg)
-        cached = features.compute(sess, t["features"], t["images"], images, batch_size=128)
+    layer, output = features.cache_point(g.model, g.restored, g.trained)
+    assert layer == "conv2" and output is g.model.features
+    with g.graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, g, cfg)
+        cached = features.compute(sess, g.model.features, g.model.images, images, batch_size=128)
         assert cached.shape == (300, 7 * 7 * 32)
-        direct = sess.run(t["logits"], {t["images"]: images})
-        from_cache = sess.run(t["logits"], {t["features"]: cached})
+        direct = sess.run(g.model.logits, {g.model.images: images})
+        from_cache = sess.run(g.model.logits, {g.model.features: cached})
         np.testing.assert_allclose(from_cache, direct, rtol=1e-5, atol=1e-6)
         init = values(sess, HEAD_VARIABLES)
-        sess.run(t["train_op"], {t["images"]: images[:64], t["labels"]: labels[:64]})
+        sess.run(g.train_op, {g.model.images: images[:64], g.input.labels: labels[:64]})
         uncached_step = values(sess, HEAD_VARIABLES)
-    with graph.as_default(), v1.Session() as sess:
-        transfer.initialize(sess, t, cfg)
+    with g.graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, g, cfg)
         np.testing.assert_array_equal(values(sess, ["fc1/kernel"])["fc1/kernel"], init["fc1/kernel"])
-        sess.run(t["train_op"], {t["features"]: cached[:64], t["labels"]: labels[:64]})
+        sess.run(g.train_op, {g.model.features: cached[:64], g.input.labels: labels[:64]})
         cached_step = values(sess, HEAD_VARIABLES)
     for name in HEAD_VARIABLES:
         np.testing.assert_allclose(cached_step[name], uncached_step[name], rtol=1e-5, atol=1e-6)
@@ -135,17 +136,18 @@ def test_cache_features_refuses_trained_restored_layers(tmp_path, cae_checkpoint
     cfg = TransferConfig(checkpoint_path=cae_checkpoint if restore_scopes else None, train_dir=str(tmp_path),
                          restore_scopes=restore_scopes or "conv1,conv2", trainable_scopes=trainable_scopes,
                          cache_features=True)
-    _, t = transfer.build_graph(cfg, total_steps=100)
+    g = transfer.build_graph(cfg, total_steps=100)
     with pytest.raises(UserError, match="--cache_features") as e:
-        features.cache_point(t["restored"], t["trained"])
+        features.cache_point(g.model, g.restored, g.trained)
     assert expected in str(e.value)
 
 
 def test_partial_cache_point_is_the_frozen_prefix(tmp_path, cae_checkpoint):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), restore_scopes="conv1",
                          trainable_scopes="conv2,fc1,logits")
-    _, t = transfer.build_graph(cfg, total_steps=100)
-    assert features.cache_point(t["restored"], t["trained"]) == "conv1"
+    g = transfer.build_graph(cfg, total_steps=100)
+    layer, output = features.cache_point(g.model, g.restored, g.trained)
+    assert layer == "conv1" and output is g.model.conv1
 
 
 def test_early_stopping_tests_the_best_validation_weights(tmp_path, cae_checkpoint, mnist):

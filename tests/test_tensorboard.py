@@ -20,8 +20,9 @@ from tensorboard.plugins import projector as projector_plugin
 
 from cae import projector, summaries
 from cae.errors import UserError
-from cae.pretrain import PretrainConfig, build_graph, pretrain
-from cae.transfer import TransferConfig, transfer
+from cae.config import PretrainConfig, TransferConfig
+from cae.pretrain import build_graph, pretrain
+from cae.transfer import transfer
 
 from conftest import REPO, snapshot
 
@@ -165,13 +166,13 @@ def test_projector_files_agree(logdir, mnist_small, run_name, layer, size):
 
 def test_every_checkpoint_holds_its_own_encoders_features(logdir, mnist_small):
     """Refreshed before each save, mid-epoch ones (--save_every_steps=3: step 3) included."""
-    graph, t = build_graph(PretrainConfig(projector_images=PROJECTED), total_steps=8)
+    g = build_graph(PretrainConfig(projector_images=PROJECTED), total_steps=8)
     checkpoints = tf.train.get_checkpoint_state(str(logdir / "cae")).all_model_checkpoint_paths
     assert [int(c.rsplit("-", 1)[1]) for c in checkpoints] == [3, 4, 6, 8]
-    with graph.as_default(), v1.Session(graph=graph) as sess:
+    with g.graph.as_default(), v1.Session(graph=g.graph) as sess:
         for checkpoint in checkpoints:
-            t["saver"].restore(sess, checkpoint)
-            features = sess.run(t["latent"], {t["images"]: mnist_small.test.images[:PROJECTED]})
+            g.saver.restore(sess, checkpoint)
+            features = sess.run(g.model.latent, {g.model.images: mnist_small.test.images[:PROJECTED]})
             stored = tf.train.load_checkpoint(checkpoint).get_tensor("embedding/latent")
             np.testing.assert_allclose(stored, features, rtol=1e-5, atol=1e-6, err_msg=checkpoint)
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from cae import models, session, transfer
 from cae.errors import UserError
-from cae.transfer import TransferConfig
+from cae.config import TransferConfig
 
 v1 = tf.compat.v1
 CONV_VARIABLES = ["conv1/kernel", "conv1/bias", "conv2/kernel", "conv2/bias"]
@@ -35,10 +35,10 @@ def test_restores_exactly_the_conv_scopes_bit_for_bit(tmp_path):
     checkpoint = save_classifier_checkpoint(tmp_path / "source", seed=5)
     reader = tf.train.load_checkpoint(checkpoint)
     cfg = TransferConfig(checkpoint_path=checkpoint, train_dir=str(tmp_path / "run"), seed=9)
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    assert [v.op.name for v in t["restored"]] == CONV_VARIABLES
-    with graph.as_default(), v1.Session(graph=graph) as sess:
-        report = transfer.initialize(sess, t, cfg)
+    g = transfer.build_graph(cfg, total_steps=100)
+    assert [v.op.name for v in g.restored] == CONV_VARIABLES
+    with g.graph.as_default(), v1.Session(graph=g.graph) as sess:
+        report = transfer.initialize(sess, g, cfg)
         got = values(sess, CONV_VARIABLES + HEAD_VARIABLES)
     for name in CONV_VARIABLES:
         np.testing.assert_array_equal(got[name], reader.get_tensor(name))
@@ -50,13 +50,13 @@ def test_restores_exactly_the_conv_scopes_bit_for_bit(tmp_path):
 
 def test_restore_from_autoencoder_directory_skips_decoder(tmp_path, cae_checkpoint):
     cfg = TransferConfig(checkpoint_path=os.path.dirname(cae_checkpoint), train_dir=str(tmp_path / "run"))
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    saved_names = set(t["restore_saver"]._var_list)
+    g = transfer.build_graph(cfg, total_steps=100)
+    saved_names = set(g.restore_saver._var_list)
     assert saved_names == set(CONV_VARIABLES)
     reader = tf.train.load_checkpoint(cae_checkpoint)
     assert "dconv1/kernel" in reader.get_variable_to_shape_map()
-    with graph.as_default(), v1.Session(graph=graph) as sess:
-        transfer.initialize(sess, t, cfg)
+    with g.graph.as_default(), v1.Session(graph=g.graph) as sess:
+        transfer.initialize(sess, g, cfg)
         np.testing.assert_array_equal(values(sess, ["conv2/kernel"])["conv2/kernel"],
                                       reader.get_tensor("conv2/kernel"))
 
@@ -64,18 +64,18 @@ def test_restore_from_autoencoder_directory_skips_decoder(tmp_path, cae_checkpoi
 def test_frozen_convs_unchanged_after_100_steps_head_changes(tmp_path, cae_checkpoint, mnist):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / "run"), learning_rate=1e-3)
     reader = tf.train.load_checkpoint(cae_checkpoint)
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    with graph.as_default(), v1.Session(graph=graph) as sess:
-        transfer.initialize(sess, t, cfg)
+    g = transfer.build_graph(cfg, total_steps=100)
+    with g.graph.as_default(), v1.Session(graph=g.graph) as sess:
+        transfer.initialize(sess, g, cfg)
         head_before = values(sess, HEAD_VARIABLES)
         losses = []
         for step in range(100):
             batch = slice(step * 64, (step + 1) * 64)
-            _, loss = sess.run([t["train_op"], t["loss"]], {t["images"]: mnist.train.images[batch],
-                                                            t["labels"]: mnist.train.labels[batch]})
+            _, loss = sess.run([g.train_op, g.loss], {g.model.images: mnist.train.images[batch],
+                                                            g.input.labels: mnist.train.labels[batch]})
             losses.append(loss)
         after = values(sess, CONV_VARIABLES + HEAD_VARIABLES)
-        assert sess.run(t["global_step"]) == 100
+        assert sess.run(g.global_step) == 100
     for name in CONV_VARIABLES:
         np.testing.assert_array_equal(after[name], reader.get_tensor(name))
     for name in HEAD_VARIABLES:
@@ -85,16 +85,16 @@ def test_frozen_convs_unchanged_after_100_steps_head_changes(tmp_path, cae_check
 
 def test_adam_slots_only_for_trained_variables(tmp_path, cae_checkpoint):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / "run"))
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    with graph.as_default():
+    g = transfer.build_graph(cfg, total_steps=100)
+    with g.graph.as_default():
         slots = sorted(v.op.name for v in v1.global_variables() if "/Adam" in v.op.name)
     assert slots == sorted(f"{n}/Adam{s}" for n in HEAD_VARIABLES for s in ("", "_1"))
-    assert [v.op.name for v in t["trained"]] == HEAD_VARIABLES
+    assert [v.op.name for v in g.trained] == HEAD_VARIABLES
 
 
 def test_scratch_trains_every_layer_and_restores_nothing(tmp_path):
-    graph, t = transfer.build_graph(TransferConfig(train_dir=str(tmp_path)), total_steps=100)
-    assert t["restored"] == [] and [v.op.name for v in t["trained"]] == CONV_VARIABLES + HEAD_VARIABLES
+    g = transfer.build_graph(TransferConfig(train_dir=str(tmp_path)), total_steps=100)
+    assert g.restored == [] and [v.op.name for v in g.trained] == CONV_VARIABLES + HEAD_VARIABLES
 
 
 def test_shape_mismatch_names_variable_and_both_shapes(tmp_path):
@@ -106,10 +106,10 @@ def test_shape_mismatch_names_variable_and_both_shapes(tmp_path):
             sess.run(v1.global_variables_initializer())
             checkpoint = v1.train.Saver().save(sess, str(tmp_path / "bad.ckpt"))
     cfg = TransferConfig(checkpoint_path=checkpoint, train_dir=str(tmp_path / "run"))
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    with graph.as_default(), v1.Session(graph=graph) as sess:
+    g = transfer.build_graph(cfg, total_steps=100)
+    with g.graph.as_default(), v1.Session(graph=g.graph) as sess:
         with pytest.raises(UserError) as e:
-            transfer.initialize(sess, t, cfg)
+            transfer.initialize(sess, g, cfg)
     message = str(e.value)
     assert "conv1/kernel has shape [5, 5, 1, 8] in the checkpoint, [5, 5, 1, 16] in the model" in message
     assert "conv2/kernel missing" in message

@@ -1,0 +1,112 @@
+"""One training run in a --train_dir, for both workflow steps: the graph bundle they build, and the wrapper that
+owns the session, the directory lock, the event writer, checkpoints and metrics.json.
+
+The rules live here once: nothing is written before the run has initialized (every input was checked before),
+the train_dir is locked before the first write, events are flushed before every checkpoint (a resume never
+leaves a gap in TensorBoard), the projector's embedding is refreshed before every checkpoint, metrics.json is
+written last. A workflow supplies only what differs, as TF-Slim's train script supplies ``init_fn`` and
+``var_list`` to one loop: how to initialize, what to do at an epoch's end, and the final test.
+"""
+
+import contextlib
+import os
+import time
+from typing import Callable, NamedTuple
+
+import tensorflow as tf
+from absl import logging
+
+from cae import pipeline, projector, session, summaries, train, train_dir
+
+v1 = tf.compat.v1
+
+
+class TrainGraph(NamedTuple):
+    """Everything a training run needs of its graph (built by pretrain.build_graph and transfer.build_graph)."""
+    graph: tf.Graph
+    model: NamedTuple  # models.Autoencoder or models.Classifier
+    input: pipeline.Input  # the tf.data pipeline feeding model.images (and labels)
+    metrics: dict  # name -> scalar tensor, averaged over a split by evaluation ("loss", "accuracy")
+    global_step: tf.Variable
+    learning_rate: tf.Tensor
+    train_op: tf.Operation
+    model_variables: list  # the model's own weights: never optimizer slots, global_step or the embedding
+    restored: list  # restored from --checkpoint_path (empty for pretraining and from scratch)
+    trained: list  # what the optimizer updates (its var_list)
+    learning_rates: dict  # trained variable name -> its learning-rate tensor
+    train_summary: tf.Tensor  # the train/ scalars, every --summary_every_steps
+    epoch_summary: tf.Tensor  # histograms and images, once per epoch
+    embedding: projector.Embedding  # None without --projector_images
+    init: tf.Operation
+    saver: tf.compat.v1.train.Saver  # every variable, into the train_dir
+    restore_saver: tf.compat.v1.train.Saver  # only ``restored``, by name (None when nothing is restored)
+    best_saver: tf.compat.v1.train.Saver  # the best validation's weights, into <train_dir>/best
+
+    @property
+    def loss(self):
+        return self.metrics["loss"]
+
+
+class Run(NamedTuple):
+    """What a workflow's callbacks get while the run is on."""
+    sess: tf.compat.v1.Session
+    writer: tf.compat.v1.summary.FileWriter
+    batches: object  # pipeline.Input or pipeline.Feed: how the splits below reach the graph
+    splits: NamedTuple  # data.Datasets as batches reads them (cached features replace images)
+    save: Callable  # save(step): refresh the projector, flush events, checkpoint
+
+
+def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, prepare_batches=None):
+    """Train ``g`` on ``datasets`` in cfg.train_dir from its global step to cfg.epochs; return the metrics.
+
+    ``initialize(sess)`` runs the initializer and restores (the train_dir's own checkpoint, or a selective
+    restore) and returns lines for the log. ``prepare_batches(sess)`` returns (batches, splits) for training
+    and evaluation (default: the pipeline over ``datasets``). ``on_epoch_end(run, epoch, step)`` validates and
+    saves, returning True to stop early; ``finish(run, step)`` tests and returns the workflow's metrics, to
+    which the run adds its own (steps, times, images/s) before writing ``metrics.json``.
+    """
+    with v1.Session(graph=g.graph, config=session.config_for(cfg)) as sess, contextlib.ExitStack() as claimed:
+        for line in initialize(sess):
+            logging.info("%s", line)
+        first_step = int(sess.run(g.global_step))
+        claimed.enter_context(train_dir.claim(cfg.train_dir))  # from here on, this run alone writes there
+        writer = train_dir.event_writer(cfg.train_dir, g.graph, first_step)
+        if g.embedding is not None:
+            projector.write_assets(cfg.train_dir, g.embedding.variable, *projector_set)
+
+        prepare_start = time.time()
+        batches, splits = prepare_batches(sess) if prepare_batches else (g.input, datasets)
+        prepare_time = time.time() - prepare_start
+        run_step = summaries.training_step(sess, g.train_op, g.loss, g.train_summary,
+                                           lambda indices: batches.feed(splits.train, indices),
+                                           writer, first_step, cfg.summary_every_steps)
+
+        def save(step):
+            projector.refresh(sess, g.embedding, projector_set[0] if projector_set else None)  # the model's own features
+            writer.flush()  # events up to a checkpoint are on disk before it: a resume never leaves a gap
+            train.save(sess, g.saver, cfg.train_dir, step)
+
+        current = Run(sess, writer, batches, splits, save)
+        try:
+            start = time.time()
+            step = train.fit(run_step, len(splits.train.images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
+                             lambda epoch, step: on_epoch_end(current, epoch, step), cfg.save_every_steps, save,
+                             lambda order: batches.start(sess, splits.train, order, cfg.batch_size))
+            wall = time.time() - start
+            metrics = finish(current, step)
+        finally:
+            writer.close()
+        steps = step - first_step
+        metrics.update(steps=step, wall_time_s=wall, images_per_s=steps * cfg.batch_size / wall if wall > 0 else 0.0,
+                       epoch_time_s=wall * train.steps_per_epoch(len(splits.train.images), cfg.batch_size)
+                       / max(1, steps))
+        if prepare_batches:
+            metrics["cache_time_s"] = prepare_time
+        train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
+    return metrics
+
+
+def write_epoch_summary(current, g, images, step):
+    """The per-epoch histograms and images, on a fixed batch of ``images`` (the first validation images)."""
+    summaries.add(current.writer, current.sess.run(g.epoch_summary, {g.model.images: images[:summaries.EPOCH_BATCH]}),
+                  step)
