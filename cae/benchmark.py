@@ -30,26 +30,12 @@ import tensorflow as tf
 
 from cae import data, features, models, pipeline, profile, session, summaries, train
 from cae.errors import UserError
-from cae.pretrain import PretrainConfig, build_graph as build_autoencoder
-from cae.transfer import FROZEN_HEAD_SCOPES, TransferConfig, build_graph as build_classifier
+from cae.config import DataConfig, PretrainConfig, SessionConfig, TransferConfig
+from cae.pretrain import build_graph as build_autoencoder
+from cae.transfer import FROZEN_HEAD_SCOPES, build_graph as build_classifier
 
 v1 = tf.compat.v1
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@dataclasses.dataclass
-class BenchmarkConfig:
-    data_dir: str = None
-    output: str = "reports/benchmark.json"
-    batch_size: int = 128
-    warmup_steps: int = 20
-    timed_steps: int = 100
-    repeats: int = 3
-    rss_pretrain_epochs: int = 2  # epochs of the child full-MNIST pretrain whose peak RSS is reported; 0: skip
-    profile_steps: int = 10  # traced steps per toolkit case after the timed blocks; 0: no traces
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
-    quick: bool = False  # CI: a few steps, 1 repeat, 1,024 images, no pretrain child
 
 
 def quick_config(cfg):
@@ -98,13 +84,9 @@ def _tracer(sess, fetches, cfg, feed=lambda: None):
     return lambda: profile.op_times(sess, fetches, cfg.profile_steps, feed)
 
 
-def _session_config(cfg):
-    return session.config(intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads)
-
-
 def _session(graph, cfg, sessions):
     """A Session closed when ``sessions`` exits; never made the default, since Keras cases run eagerly beside it."""
-    sess = v1.Session(graph=graph, config=_session_config(cfg))
+    sess = v1.Session(graph=graph, config=session.config_for(cfg))
     sessions.callback(sess.close)
     return sess
 
@@ -275,14 +257,18 @@ CASES = [
 ]
 
 
+def _group_flags(cfg, group):
+    """``--name=value`` for cfg's settings of a shared group (DataConfig, SessionConfig) that are set."""
+    return [f"--{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(group) if getattr(cfg, f.name) is not None]
+
+
 def pretrain_peak_rss_mb(cfg):
-    """Peak RSS of ``scripts/pretrain_cae.py`` on full MNIST in a child process (its ru_maxrss, in MiB)."""
+    """Peak RSS of ``scripts/pretrain_cae.py`` on the full dataset in a child process (its ru_maxrss, in MiB),
+    given the benchmark's data and session flags."""
     with tempfile.TemporaryDirectory() as train_dir:
         command = [sys.executable, os.path.join(REPO, "scripts", "pretrain_cae.py"),
                    f"--epochs={cfg.rss_pretrain_epochs}", f"--train_dir={train_dir}",
-                   f"--intra_op_threads={cfg.intra_op_threads}", f"--inter_op_threads={cfg.inter_op_threads}"]
-        if cfg.data_dir:
-            command.append(f"--data_dir={cfg.data_dir}")
+                   *_group_flags(cfg, DataConfig), *_group_flags(cfg, SessionConfig)]
         start = time.time()
         child = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.time() - start
@@ -306,7 +292,7 @@ def run(cfg):
     # The child goes first, while this process is small: a child's ru_maxrss also counts the resident pages of
     # the parent it was forked from.
     pretrain_rss = pretrain_peak_rss_mb(cfg) if cfg.rss_pretrain_epochs else None
-    split = data.load(cfg.data_dir).train
+    split = data.load(cfg.data_dir, download_missing=cfg.download, dataset=cfg.dataset).train
     if cfg.quick:
         split = data.Split(split.images[:1024], split.labels[:1024])
     # Round-robin: block r of every case runs before block r + 1 of any, so a busy neighbour on a shared

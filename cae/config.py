@@ -1,57 +1,229 @@
-"""The settings of the two workflow steps: plain dataclasses, no TensorFlow.
+"""The settings of every command: plain dataclasses, no TensorFlow.
 
-The command line builds its flags from these defaults and so rejects a bad flag before TensorFlow is imported
-(seconds, on a small machine); cae.pretrain and cae.transfer take them as their one argument.
+Each field is also a command-line flag: its metadata holds the flag's help, its choices (an enum flag) and its
+check (an absl validator), and ``cae.cli.define_flags(SomeConfig)`` defines one flag per field. So the command line
+rejects a bad flag before TensorFlow is imported (seconds, on a small machine), and the library functions
+(``cae.pretrain.pretrain``, ``cae.transfer.transfer``, ...) take a config as their one argument.
+
+Groups of settings are shared by inheritance, as tensorflow/models' ``define_base(...)`` groups are: a setting
+added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command that reads data or opens a Session.
+
+    DataConfig      data_dir, dataset, download
+    SessionConfig   gpu_memory_fraction, allow_growth, intra_op_threads, inter_op_threads
+    RunConfig(DataConfig, SessionConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch, learning rate
+        PretrainConfig, TransferConfig     the two workflow steps
+    ExtractConfig(DataConfig, SessionConfig), BenchmarkConfig(DataConfig, SessionConfig)
+    ExportConfig, InspectConfig, ExperimentConfig, SummaryOverheadConfig
 """
 
 import dataclasses
+import math
+
+from cae import data
+
+# Choices, from the code that owns them where that code is TensorFlow-free.
+DATASETS = tuple(data.DATASETS)  # mnist, fashion_mnist
+SPLITS = data.Datasets._fields  # train, validation, test
+LOSSES = ("bce", "mse")  # the autoencoder's reconstruction losses (cae.models)
+SCHEDULES = ("constant", "cosine")  # learning-rate schedules (cae.train.learning_rate)
+LAYERS = ("conv2", "latent", "fc1")  # what cae.extract can extract (its LAYER_SCOPES)
+
+
+def at_least(smallest, note=""):
+    """A check: an integer >= ``smallest``; ``note`` explains a special value in the error message."""
+    return lambda v: v >= smallest, f"expected an integer >= {smallest}{note}"
+
+
+POSITIVE = (lambda v: 0 < v < math.inf, "expected a number > 0")
+FRACTION = (lambda v: 0 < v <= 1, "expected a fraction in (0, 1]")
+
+
+def option(default, help, choices=None, check=None):
+    """A field that is also a flag. ``choices`` make it an enum flag; ``check`` is ``(is_valid(value), "expected
+    ...")``, an absl validator whose message follows ``flag --name=value:`` in the one-line error."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "check": check})
+
+
+def replace_default(config_class, name, default):
+    """``config_class``'s field ``name`` (same help, choices and check) with another default: for a subclass, or a
+    config that shares the setting without the whole group."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    return dataclasses.field(default=default, metadata=field.metadata)
+
+
+def same_as(config_class, name):
+    """``config_class``'s field ``name`` as it is, default included."""
+    field = next(f for f in dataclasses.fields(config_class) if f.name == name)
+    return replace_default(config_class, name, field.default)
 
 
 @dataclasses.dataclass
-class RunConfig:
-    """Settings every training run shares; PretrainConfig and TransferConfig add their own (and their defaults
-    for train_dir, epochs, batch size and learning rate)."""
-    data_dir: str = None
-    dataset: str = "mnist"
-    download: bool = True
-    seed: int = 0
-    keep_checkpoints: int = 5
-    save_every_steps: int = 0  # 0: checkpoint at the end of each epoch only
-    summary_every_steps: int = 20
-    projector_images: int = 2000
-    gpu_memory_fraction: float = 0.2
-    allow_growth: bool = False
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
+class DataConfig:
+    """Where the MNIST-format data comes from."""
+    data_dir: str = option(
+        None, "Directory with the four IDX .gz files (default: $CAE_DATA_DIR for mnist; then a local copy holding "
+        "them: ../shared/datasets/mnist beside the checkout for mnist, /usr/share/datasets/fashion-mnist for "
+        "fashion_mnist; then ~/.cache/cae/<dataset>).")
+    dataset: str = option("mnist", "Which MNIST-format dataset.", choices=DATASETS)
+    download: bool = option(True, "Download missing MNIST files from the public mirrors (--nodownload: fail "
+                                  "instead).")
+
+
+@dataclasses.dataclass
+class SessionConfig:
+    """The tf.compat.v1 Session's ConfigProto (cae.session.config_for)."""
+    gpu_memory_fraction: float = option(0.2, "GPUOptions.per_process_gpu_memory_fraction of the session.",
+                                        check=FRACTION)
+    allow_growth: bool = option(False, "GPUOptions.allow_growth of the session.")
+    intra_op_threads: int = option(0, "Threads inside one op (0: one per core).",
+                                   check=at_least(0, " (0: one per core)"))
+    inter_op_threads: int = option(0, "Ops run in parallel (0: automatic).", check=at_least(0, " (0: automatic)"))
+
+
+@dataclasses.dataclass
+class RunConfig(DataConfig, SessionConfig):
+    """Settings every training run shares; PretrainConfig and TransferConfig add their own and their defaults for
+    train_dir, epochs, batch size and learning rate."""
+    train_dir: str = option(None, "Where checkpoints, event files and metrics.json go.")
+    seed: int = option(0, "Seed for weights and data order.")
+    keep_checkpoints: int = option(5, "How many recent checkpoints to keep.", check=at_least(1))
+    save_every_steps: int = option(0, "Also checkpoint every N steps within an epoch (0: only at the end of each "
+                                      "epoch).", check=at_least(0, " (0: at the end of each epoch only)"))
+    summary_every_steps: int = option(20, "Write the train/ scalars (loss, learning rate, images/s) every N steps.")
+    projector_images: int = option(2000, "First N test images whose encoder features go to the Embedding Projector "
+                                         "(0: none).", check=at_least(0, " (0: no projector)"))
+    epochs: int = option(10, "Passes over the training set.", check=at_least(0))
+    batch_size: int = option(128, "Images per training step.", check=at_least(1))
+    learning_rate: float = option(1e-3, "Adam learning rate (the start of the schedule).", check=POSITIVE)
+    lr_schedule: str = option("cosine", "Learning rate: constant, or cosine decay to 0 over all --epochs.",
+                              choices=SCHEDULES)
 
 
 @dataclasses.dataclass
 class PretrainConfig(RunConfig):
-    train_dir: str = "checkpoints/cae"
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"  # or "constant"
-    latent_size: int = 20
-    loss: str = "bce"
-    input_noise: float = 0.0  # > 0: denoising autoencoder, Gaussian noise of this stddev on the encoder input
-    max_train_examples: int = None  # train on the first N training images only (quick runs, tests)
+    train_dir: str = replace_default(RunConfig, "train_dir", "checkpoints/cae")
+    epochs: int = replace_default(RunConfig, "epochs", 10)
+    batch_size: int = replace_default(RunConfig, "batch_size", 128)
+    learning_rate: float = replace_default(RunConfig, "learning_rate", 1e-3)
+    latent_size: int = option(20, "Units of the latent_var layer.", check=at_least(1))
+    loss: str = option("bce", "Reconstruction loss: per-pixel binary cross-entropy or mean squared error.",
+                       choices=LOSSES)
+    input_noise: float = option(0.0, "Denoising: stddev of Gaussian noise added to the encoder input (0: plain "
+                                     "autoencoder).")
+    max_train_examples: int = option(None, "Train on the first N training images only (quick runs and tests).",
+                                     check=at_least(1))
 
 
 @dataclasses.dataclass
 class TransferConfig(RunConfig):
-    train_dir: str = "checkpoints/transfer"
-    checkpoint_path: str = None  # None: train from scratch (the baseline)
-    restore_scopes: str = "conv1,conv2"
-    trainable_scopes: str = None  # None: fc1,logits on top of a checkpoint; every layer from scratch
-    epochs: int = 15
-    batch_size: int = 64
+    train_dir: str = replace_default(RunConfig, "train_dir", "checkpoints/transfer")
+    epochs: int = replace_default(RunConfig, "epochs", 15)
+    batch_size: int = replace_default(RunConfig, "batch_size", 64)
     # The tutorial's constant Adam 1e-4 plateaus at 98.7-98.8% from scratch here; 1e-3 with cosine decay
     # reaches 99.2% in 15 epochs (README results). `--learning_rate=1e-4 --lr_schedule=constant` reproduces it.
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"  # or "constant"
-    num_labels: int = None
-    restored_lr_multiplier: float = 1.0  # restored layers that are trained learn at learning_rate * this
-    cache_features: bool = False  # train the head on frozen-layer outputs computed once per image
-    eval_every_epochs: int = 1  # validate (and checkpoint) after every this many epochs
-    patience: int = 0  # stop after this many validations without a better accuracy, test the best; 0: off
+    learning_rate: float = replace_default(RunConfig, "learning_rate", 1e-3)
+    checkpoint_path: str = option(None, "Autoencoder checkpoint prefix, or a directory (its latest). Omit to train "
+                                        "from scratch.")
+    restore_scopes: str = option("conv1,conv2", "Comma-separated scopes (regexes on whole scopes) to restore from "
+                                                "--checkpoint_path.")
+    trainable_scopes: str = option(None, "Comma-separated scopes (regexes on whole scopes) the optimizer trains. "
+                                         "Default: fc1,logits with --checkpoint_path (frozen convs), all layers "
+                                         "without (scratch).")
+    num_labels: int = option(None, "Train on the first N labelled images only.", check=at_least(1))
+    restored_lr_multiplier: float = option(1.0, "Fine-tuning: restored layers listed in --trainable_scopes learn at "
+                                                "--learning_rate times this (their own Adam optimizer).")
+    cache_features: bool = option(False, "Compute the frozen layers' output once per image and train the rest on "
+                                         "it (needs every restored layer frozen).")
+    eval_every_epochs: int = option(1, "Validate and checkpoint after every this many epochs.")
+    patience: int = option(0, "Early stopping: stop after this many validations without a better validation "
+                              "accuracy and report the test accuracy of the best one (0: off).")
+
+
+@dataclasses.dataclass
+class ExportConfig:
+    checkpoint_path: str = option("checkpoints/transfer", "Transfer (classifier) checkpoint prefix, or a directory "
+                                                          "(its latest).")
+    # A version directory, as TF Serving reads: it must not exist yet, or be empty.
+    export_dir: str = option("export/1", "New (or empty) directory for the SavedModel; an existing one is never "
+                                         "overwritten.")
+
+
+@dataclasses.dataclass
+class InspectConfig:
+    checkpoint_path: str = option("checkpoints/transfer", "Checkpoint prefix, or a directory (its latest).")
+    latent_size: int = option(PretrainConfig.latent_size,
+                              "latent_var units of the autoencoder graph (--against=autoencoder).")
+
+
+@dataclasses.dataclass
+class ExtractConfig(DataConfig, SessionConfig):
+    checkpoint_path: str = option(None, "Autoencoder or classifier checkpoint prefix, or a directory (its latest).")
+    output: str = option(None, ".npz file to write: 'features' [N, D] and 'labels' [N].")
+    layer: str = option("conv2", "conv2 (flattened 7x7x32), latent (autoencoder latent_var) or fc1 (classifier).",
+                        choices=LAYERS)
+    split: str = option("test", "Which split to run over.", choices=SPLITS)
+    batch_size: int = option(1000, "Images per forward pass.")
+
+
+@dataclasses.dataclass
+class BenchmarkConfig(DataConfig, SessionConfig):
+    # No flag checks here: cae.measure.benchmark.run checks its own settings, from the command line or not.
+    output: str = option("reports/benchmark.json", "Where the JSON report goes.")
+    batch_size: int = option(128, "Images per step, every case.")
+    warmup_steps: int = option(20, "Untimed steps before the timed blocks.")
+    timed_steps: int = option(100, "Steps per timed block.")
+    repeats: int = option(3, "Timed blocks per case; the table shows their median.")
+    rss_pretrain_epochs: int = option(2, "Epochs of the full-MNIST pretrain run in a child process for its peak RSS "
+                                         "(0: skip).")
+    profile_steps: int = option(10, "Traced steps per toolkit case (RunOptions FULL_TRACE) for its kernel times "
+                                    "(0: none).")
+    quick: bool = option(False, "A few steps on 1,024 images, no pretrain child: a CI smoke run.")
+
+
+@dataclasses.dataclass
+class ExperimentConfig:
+    """The label-budget experiment (cae.measure.label_budget); the report lists these settings in this order."""
+    data_dir: str = option(None, "Directory of the classified dataset's IDX files (default as in "
+                                 "transfer_classify).")
+    other_data_dir: str = option(None, "Directory of the cross-domain pretraining dataset's IDX files.")
+    dataset: str = option("mnist", "Dataset to classify; the autoencoder for the cross-domain methods trains on "
+                                   "the other one.", choices=DATASETS)
+    work_dir: str = option("experiments/label_budget", "Checkpoints of every run: a new or empty directory, or an "
+                                                       "earlier experiment's (emptied first).")
+    report_dir: str = option("reports", "Where label_budget.md and label_budget.png go.")
+    # 60000 means every training label (55,000 + 5,000 held out)
+    budgets: str = option("100,300,1000,3000,10000,60000", "Comma-separated label budgets (60000: every training "
+                                                           "label).")
+    cross_domain_budgets: str = option("1000", "Budgets at which the cross-domain methods also run.")
+    seeds: int = option(3, "Seeds per method and budget (each draws its own labelled subset).")
+    quick: bool = option(False, "CI mode: a few hundred images, two budgets, two seeds, a few dozen steps.")
+    # Pretraining (both domains): a denoising autoencoder, 20 epochs (see reports/label_budget.md for why)
+    pretrain_epochs: int = option(20, "Autoencoder pretraining epochs (each domain).")
+    pretrain_batch_size: int = option(128, "Images per autoencoder pretraining step.")
+    pretrain_learning_rate: float = option(1e-3, "Adam learning rate of the autoencoder pretraining.")
+    pretrain_lr_schedule: str = option("constant", "Learning-rate schedule of the autoencoder pretraining.",
+                                       choices=SCHEDULES)
+    latent_size: int = same_as(PretrainConfig, "latent_size")
+    loss: str = same_as(PretrainConfig, "loss")
+    input_noise: float = replace_default(PretrainConfig, "input_noise", 0.5)
+    # Classifier training
+    batch_size: int = same_as(TransferConfig, "batch_size")
+    learning_rate: float = same_as(TransferConfig, "learning_rate")
+    lr_schedule: str = option("cosine", "Learning rate of each classifier run: constant, or cosine decay to 0 over "
+                                        "its planned steps.", choices=SCHEDULES)
+    restored_lr_multiplier: float = replace_default(TransferConfig, "restored_lr_multiplier", 0.1)
+    max_steps: int = option(2000, "Training steps per run at most (at least --min_epochs), before early stopping.")
+    min_epochs: int = option(8, "Epochs per run at least, however few the labels.")
+    validations: int = option(20, "About this many validations per run.")
+    patience: int = option(6, "Validations without improvement before a run stops early.")
+    intra_op_threads: int = same_as(SessionConfig, "intra_op_threads")
+    inter_op_threads: int = same_as(SessionConfig, "inter_op_threads")
+
+
+@dataclasses.dataclass
+class SummaryOverheadConfig:
+    """scripts/summary_overhead.py: what fetching the train/ summaries costs the autoencoder's training step."""
+    every: str = option("1,20,0", "Comma-separated cadences to compare (0: never fetch the summary op).")
+    steps: int = option(200, "Timed training steps per cadence and round.")
+    rounds: int = option(3, "Rounds; each runs every cadence once.")
+    batch_size: int = option(128, "Images per step.")

@@ -16,6 +16,7 @@ import numpy as np
 from absl import logging
 
 from cae import data, pretrain, restore, train, transfer
+from cae.config import PretrainConfig, TransferConfig
 from cae.errors import UserError
 
 # method -> (pretrained on, trainable scopes, restored-layer learning-rate multiplier applies, cache features)
@@ -27,38 +28,6 @@ METHODS = {
     "cross-domain fine-tuned": ("other", transfer.ALL_SCOPES, True, False),
 }
 OTHER_DATASET = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
-
-
-@dataclasses.dataclass
-class ExperimentConfig:
-    data_dir: str = None  # the target dataset's directory (default: data.resolve_data_dir)
-    other_data_dir: str = None  # the cross-domain pretraining dataset's directory
-    dataset: str = "mnist"  # classify this; pretrain cross-domain on the other one
-    work_dir: str = "experiments/label_budget"  # checkpoints of every run (deleted and rewritten)
-    report_dir: str = "reports"
-    budgets: str = "100,300,1000,3000,10000,60000"  # 60000 means every training label (55,000 + 5,000 held out)
-    cross_domain_budgets: str = "1000"
-    seeds: int = 3
-    quick: bool = False  # CI: tiny data and runs, same code path
-    # Pretraining (both domains): a denoising autoencoder, 20 epochs (see reports/label_budget.md for why)
-    pretrain_epochs: int = 20
-    pretrain_batch_size: int = 128
-    pretrain_learning_rate: float = 1e-3
-    pretrain_lr_schedule: str = "constant"
-    latent_size: int = 20
-    loss: str = "bce"
-    input_noise: float = 0.5
-    # Classifier training
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    lr_schedule: str = "cosine"  # decays to 0 over each run's planned steps
-    restored_lr_multiplier: float = 0.1
-    max_steps: int = 2000  # per run, before early stopping (at least min_epochs)
-    min_epochs: int = 8
-    validations: int = 20  # about this many validations per run
-    patience: int = 6  # validations without improvement before stopping
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
 
 
 def parse_ints(text, flag):
@@ -99,7 +68,7 @@ def schedule(cfg, num_examples):
 
 
 def pretrain_config(cfg, dataset, train_dir):
-    return pretrain.PretrainConfig(
+    return PretrainConfig(
         dataset=dataset, train_dir=train_dir, epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch_size,
         learning_rate=cfg.pretrain_learning_rate, lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size,
         loss=cfg.loss, input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, save_every_steps=0,
@@ -110,7 +79,7 @@ def pretrain_config(cfg, dataset, train_dir):
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
     _, trainable, fine_tune, cache = METHODS[method]
     epochs, eval_every = schedule(cfg, num_examples)
-    return transfer.TransferConfig(
+    return TransferConfig(
         train_dir=train_dir, checkpoint_path=checkpoint, restore_scopes="conv1,conv2", trainable_scopes=trainable,
         epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_schedule=cfg.lr_schedule,
         restored_lr_multiplier=cfg.restored_lr_multiplier if fine_tune else 1.0, cache_features=cache,

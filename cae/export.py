@@ -12,7 +12,6 @@ each returning ``classes`` int64 [N] and ``probabilities`` float32 [N, 10]. A Si
 input, hence two signatures for the two input kinds.
 """
 
-import dataclasses
 import os
 import shutil
 import tempfile
@@ -27,12 +26,6 @@ v1 = tf.compat.v1
 
 DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE_DEF_KEY  # "serving_default"
 UINT8_SIGNATURE = "serving_uint8"
-
-
-@dataclasses.dataclass
-class ExportConfig:
-    checkpoint_path: str = "checkpoints/transfer"  # transfer checkpoint prefix, or a directory (its latest)
-    export_dir: str = "export/1"  # must not exist yet, or be empty (a version directory, as TF Serving reads)
 
 
 def _outputs(images, name):

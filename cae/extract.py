@@ -1,6 +1,5 @@
 """Run a restored encoder over one split and save a chosen layer's output with the labels to an .npz file."""
 
-import dataclasses
 import os
 
 import numpy as np
@@ -14,21 +13,6 @@ v1 = tf.compat.v1
 
 # layer -> the scopes its output depends on (read from the checkpoint)
 LAYER_SCOPES = {"conv2": "conv1,conv2", "latent": "conv1,conv2,latent_var", "fc1": "conv1,conv2,fc1"}
-
-
-@dataclasses.dataclass
-class ExtractConfig:
-    checkpoint_path: str = None  # an autoencoder (conv2, latent) or classifier (conv2, fc1) checkpoint
-    output: str = None  # .npz with 'features' [N, D] float32 and 'labels' [N] int64
-    layer: str = "conv2"  # conv2 (flattened), latent or fc1
-    split: str = "test"  # train, validation or test
-    data_dir: str = None
-    dataset: str = "mnist"
-    batch_size: int = 1000
-    gpu_memory_fraction: float = 0.2
-    allow_growth: bool = False
-    intra_op_threads: int = 0
-    inter_op_threads: int = 0
 
 
 def build_graph(layer, shapes):

@@ -11,9 +11,8 @@ import pytest
 import tensorflow as tf
 
 from cae import experiment, features, transfer
+from cae.config import ExperimentConfig, TransferConfig
 from cae.errors import UserError
-from cae.experiment import ExperimentConfig
-from cae.transfer import TransferConfig
 
 from conftest import REPO, snapshot
 

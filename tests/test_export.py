@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 
 from cae import export
+from cae.config import ExportConfig
 from cae.errors import UserError
-from cae.export import ExportConfig
 
 from conftest import checkpoint_predictions
 from test_models import CLASSIFIER_SHAPES

@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from cae import export, predict
+from cae.config import ExportConfig
 from cae.errors import UserError
-from cae.export import ExportConfig
 
 from conftest import REPO, checkpoint_predictions
 
