@@ -14,7 +14,7 @@ import tempfile
 from absl import app, flags, logging
 
 from cae.config import (BenchmarkConfig, ExperimentConfig, ExportConfig, ExtractConfig, InspectConfig,
-                        PretrainConfig, TransferConfig)
+                        PretrainConfig, SummaryOverheadConfig, TransferConfig)
 from cae.errors import UserError
 from cae.interrupt import Interrupted
 
@@ -187,7 +187,7 @@ def benchmark_main():
     define_flags(BenchmarkConfig)
 
     def work():
-        from cae.benchmark import profile_table, run, table
+        from cae.measure.benchmark import profile_table, run, table
         report = run(_config_from_flags(BenchmarkConfig))
         print(table(report))
         if report["profiles"]:
@@ -214,8 +214,17 @@ def experiment_main():
     define_flags(ExperimentConfig)
 
     def work():
-        from cae.experiment import run
+        from cae.measure.label_budget import run
         results = run(_config_from_flags(ExperimentConfig), command=" ".join(["python scripts/experiment.py",
                                                                                 *sys.argv[1:]]))
         print(f"{len(results)} runs; wrote {os.path.join(FLAGS.report_dir, 'label_budget.md')} and .png")
+    _run_main(work)
+
+
+def summary_overhead_main():
+    define_flags(SummaryOverheadConfig)
+
+    def work():
+        from cae.measure import summary_overhead
+        print("\n".join(summary_overhead.table(summary_overhead.run(_config_from_flags(SummaryOverheadConfig)))))
     _run_main(work)

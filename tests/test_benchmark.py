@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cae import benchmark, profile
+from cae.measure import benchmark, kernel_profile
 
 from conftest import REPO
 
@@ -61,12 +61,12 @@ def test_op_times_name_the_kernels_that_ran():
         x = tf.compat.v1.placeholder(tf.float32, [64, 32])
         y = tf.reduce_sum(tf.matmul(x, tf.ones([32, 16])), name="total")
     with tf.compat.v1.Session(graph=graph) as sess:
-        times = profile.op_times(sess, y, steps=3, feed=lambda: {x: np.ones([64, 32], np.float32)})
+        times = kernel_profile.op_times(sess, y, steps=3, feed=lambda: {x: np.ones([64, 32], np.float32)})
     ops = {node: op_type for node, op_type in times}
     assert ops["total"] == "Sum" and any("MatMul" in op_type for op_type in ops.values())
     assert all(micros >= 0 for micros in times.values())
-    summary = profile.summary(times, batch_size=64, cpus=2)
+    summary = kernel_profile.summary(times, batch_size=64, cpus=2)
     assert summary["kinds_us"]["matmul"] > 0 and summary["top_ops"][0]["us"] == max(times.values())
-    assert [profile.kind(op) for op in ("_MklNativeFusedConv2D", "Conv2DBackpropFilter", "_MklMatMul",
-                                        "ResourceApplyAdam", "IteratorGetNext", "Relu")] == [
+    assert [kernel_profile.kind(op) for op in ("_MklNativeFusedConv2D", "Conv2DBackpropFilter", "_MklMatMul",
+                                               "ResourceApplyAdam", "IteratorGetNext", "Relu")] == [
         "convolution", "convolution", "matmul", "optimizer", "input pipeline", "other"]

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cae import experiment, features, transfer
+from cae import features, transfer
 from cae.config import ExperimentConfig, TransferConfig
 from cae.errors import UserError
+from cae.measure import label_budget
 
 from conftest import REPO, snapshot
 
@@ -85,8 +86,8 @@ def png_size(path):
 def test_quick_experiment_writes_table_and_plot(tmp_path, mnist_dir, fashion_mnist):
     cfg = ExperimentConfig(data_dir=mnist_dir, quick=True, work_dir=str(tmp_path / "work"),
                            report_dir=str(tmp_path / "reports"))
-    results = experiment.run(cfg, command="python scripts/experiment.py --quick")
-    methods = list(experiment.METHODS)
+    results = label_budget.run(cfg, command="python scripts/experiment.py --quick")
+    methods = list(label_budget.METHODS)
     assert len(results) == 2 * 2 * 3 + 2 * 2  # budgets x seeds x methods, cross-domain at 100 labels only
     assert {r["method"] for r in results} == set(methods)
     assert all(0.0 <= r["test_accuracy"] <= 1.0 and r["num_labels"] == r["budget"] for r in results)
@@ -112,13 +113,13 @@ def test_a_work_dir_it_did_not_make_is_refused_and_left_alone(tmp_path, mnist_di
     cfg = ExperimentConfig(data_dir=mnist_dir, quick=True, work_dir=str(work_dir), report_dir=str(tmp_path / "r"))
     with pytest.raises(UserError, match=r"--work_dir=.*checkpoints: not empty and not made by an earlier "
                                         r"experiment; everything in it would be deleted"):
-        experiment.run(cfg)
+        label_budget.run(cfg)
     assert snapshot(work_dir) == before and not (tmp_path / "r").exists()
-    experiment.check_work_dir(str(tmp_path / "new"))  # new, empty and marked directories are fine
+    label_budget.check_work_dir(str(tmp_path / "new"))  # new, empty and marked directories are fine
     (tmp_path / "empty").mkdir()
-    experiment.check_work_dir(str(tmp_path / "empty"))
-    experiment.reset_work_dir(str(work_dir / "earlier"))
+    label_budget.check_work_dir(str(tmp_path / "empty"))
+    label_budget.reset_work_dir(str(work_dir / "earlier"))
     (work_dir / "earlier" / "runs").mkdir()
-    experiment.check_work_dir(str(work_dir / "earlier"))
-    experiment.reset_work_dir(str(work_dir / "earlier"))
-    assert os.listdir(work_dir / "earlier") == [experiment.WORK_DIR_MARK]
+    label_budget.check_work_dir(str(work_dir / "earlier"))
+    label_budget.reset_work_dir(str(work_dir / "earlier"))
+    assert os.listdir(work_dir / "earlier") == [label_budget.WORK_DIR_MARK]

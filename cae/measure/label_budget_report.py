@@ -76,7 +76,7 @@ def plot(summary, path, title):
 
 
 def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
-    """reports/label_budget.md and reports/label_budget.png from the results of experiment.run."""
+    """reports/label_budget.md and reports/label_budget.png from the results of label_budget.run."""
     try:
         os.makedirs(cfg.report_dir, exist_ok=True)
     except OSError as e:

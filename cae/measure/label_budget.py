@@ -147,8 +147,8 @@ def run(cfg, command=None):
         results.append(dict(metrics, method=method, budget=budget, seed=seed))
         logging.info("%s, %d labels, seed %d: test accuracy %.4f", method, budget, seed, metrics["test_accuracy"])
     wall = time.time() - start
-    from cae import report  # matplotlib is imported only when a report is written
-    report.write(cfg, results, pretrain_metrics, wall, machine(), command)
+    from cae.measure import label_budget_report  # matplotlib is imported only when a report is written
+    label_budget_report.write(cfg, results, pretrain_metrics, wall, machine(), command)
     return results
 
 

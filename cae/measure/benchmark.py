@@ -3,7 +3,7 @@
 One case is one function ``case(cfg, split, sessions) -> (block, trace)``: it builds its model (entering any Session
 into the ``sessions`` ExitStack) and returns ``block()``, which runs ``warmup_steps`` untimed steps then
 ``timed_steps`` timed ones and returns images/s by wall clock and per CPU-second, and, for the toolkit's own graphs,
-``trace()``, which runs ``profile_steps`` traced steps and returns their kernel times (cae.profile). Blocks of all
+``trace()``, which runs ``profile_steps`` traced steps and returns their kernel times (kernel_profile). Blocks of all
 cases take turns, ``repeats`` rounds, all in this process; the table shows each case's median and its ratio to the
 Keras case it is paired with. Images per CPU-second (all threads of this process) is the steadier number on a shared
 machine. Peak RSS of a full-MNIST pretrain is measured in a child process (``scripts/pretrain_cae.py``), so the
@@ -28,14 +28,15 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from cae import data, features, models, pipeline, profile, session, summaries, train
-from cae.errors import UserError
+from cae import data, features, models, pipeline, session, summaries, train
 from cae.config import DataConfig, PretrainConfig, SessionConfig, TransferConfig
+from cae.errors import UserError
+from cae.measure import kernel_profile
 from cae.pretrain import build_graph as build_autoencoder
 from cae.transfer import FROZEN_HEAD_SCOPES, build_graph as build_classifier
 
 v1 = tf.compat.v1
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def quick_config(cfg):
@@ -81,7 +82,7 @@ def _block(step, cfg):
 
 def _tracer(sess, fetches, cfg, feed=lambda: None):
     """A case's ``trace()``: kernel times of ``profile_steps`` more runs of ``fetches``."""
-    return lambda: profile.op_times(sess, fetches, cfg.profile_steps, feed)
+    return lambda: kernel_profile.op_times(sess, fetches, cfg.profile_steps, feed)
 
 
 def _session(graph, cfg, sessions):
@@ -201,8 +202,8 @@ def _keras_clock(cfg, keras, result):
 
 
 def _keras_adam(model_cfg, cfg):
-    from cae import baseline
-    return baseline.adam(model_cfg.learning_rate, model_cfg.lr_schedule, _total_steps(cfg))
+    from cae.measure import keras_baseline
+    return keras_baseline.adam(model_cfg.learning_rate, model_cfg.lr_schedule, _total_steps(cfg))
 
 
 def _keras_fit(model, cfg, split, targets):
@@ -218,21 +219,21 @@ def _keras_fit(model, cfg, split, targets):
 
 
 def keras_autoencoder_training(cfg, split, sessions):
-    from cae import baseline
+    from cae.measure import keras_baseline
     optimizer = _keras_adam(_autoencoder_config(cfg), cfg)
-    return _keras_fit(baseline.autoencoder(optimizer), cfg, split, split.images), None
+    return _keras_fit(keras_baseline.autoencoder(optimizer), cfg, split, split.images), None
 
 
 def keras_frozen_classifier_training(cfg, split, sessions):
-    from cae import baseline
+    from cae.measure import keras_baseline
     optimizer = _keras_adam(_classifier_config(cfg), cfg)
-    return _keras_fit(baseline.classifier(optimizer, frozen_convs=True), cfg, split, split.labels), None
+    return _keras_fit(keras_baseline.classifier(optimizer, frozen_convs=True), cfg, split, split.labels), None
 
 
 def keras_classifier_inference(cfg, split, sessions):
     import keras
-    from cae import baseline
-    model = baseline.classifier(_keras_adam(_classifier_config(cfg), cfg))
+    from cae.measure import keras_baseline
+    model = keras_baseline.classifier(_keras_adam(_classifier_config(cfg), cfg))
     batches = _batch_indices(cfg, split)
     steps = cfg.warmup_steps + cfg.timed_steps
 
@@ -313,7 +314,7 @@ def run(cfg):
         if baseline_name:
             for key in ("images_per_s", "images_per_cpu_s"):
                 results[name][f"vs_keras_{key}"] = results[name][key] / results[baseline_name][key]
-    profiles = {name: profile.summary(times, cfg.batch_size, os.cpu_count()) for name, times in traces.items()}
+    profiles = {name: kernel_profile.summary(times, cfg.batch_size, os.cpu_count()) for name, times in traces.items()}
     for name, _, baseline_name in CASES:
         ceiling = profiles.get(name, {}).get("arithmetic_ceiling_images_per_s")
         if baseline_name and ceiling:
@@ -346,7 +347,7 @@ def table(report):
 
 def profile_table(report):
     """Where each traced case's kernel time goes, per step, and its arithmetic ceiling against Keras 3."""
-    kinds = [name for name, _ in profile.KINDS] + ["other"]
+    kinds = [name for name, _ in kernel_profile.KINDS] + ["other"]
     lines = ["| case | kernel ms/step | " + " | ".join(kinds) + " | arithmetic ceiling (images/s) | vs Keras 3 |",
              "|---|---:|" + "---:|" * len(kinds) + "---:|---:|"]
     for name, p in report["profiles"].items():
