@@ -137,7 +137,7 @@ def test_mnist_is_found_beside_the_checkout_without_any_setting(tmp_path, monkey
     holds the four files, else from the cache (and a download)."""
     (tmp_path / "shared").mkdir()
     write_tiny_mnist(tmp_path / "shared", n_train=12)
-    monkeypatch.setattr(data, "DATASETS", dict(data.DATASETS, mnist=data.DATASETS["mnist"]._replace(
+    monkeypatch.setattr(data.idx, "DATASETS", dict(data.DATASETS, mnist=data.DATASETS["mnist"]._replace(
         system_dir=str(tmp_path / "shared"))))
     monkeypatch.delenv("CAE_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -152,7 +152,7 @@ def test_mnist_is_found_beside_the_checkout_without_any_setting(tmp_path, monkey
 
 
 def test_fashion_mnist_falls_back_to_its_own_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DATASETS", dict(data.DATASETS, fashion_mnist=data.DATASETS["fashion_mnist"]._replace(
+    monkeypatch.setattr(data.idx, "DATASETS", dict(data.DATASETS, fashion_mnist=data.DATASETS["fashion_mnist"]._replace(
         system_dir=str(tmp_path / "not-installed"))))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert data.resolve_data_dir(None, "fashion_mnist") == str(tmp_path / "cache" / "cae" / "fashion_mnist")

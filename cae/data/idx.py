@@ -19,11 +19,9 @@ import zlib
 
 import numpy as np
 
+from cae.data import DIGIT_NAMES, IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS, Datasets, Split, splits, to_float
 from cae.errors import UserError
 
-IMAGE_SIZE = 28
-NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
-NUM_CLASSES = 10
 VALIDATION_SIZE = 5000
 
 _IMAGES_MAGIC = 2051
@@ -57,19 +55,19 @@ FASHION_MNIST_MIRRORS = (
 )
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 # ../shared/datasets/mnist from the root of a checkout (an editable install); nothing there for an installed package.
-SHARED_MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir,
+# (this file is cae/data/idx.py: three levels below the checkout's parent)
+SHARED_MNIST_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, os.pardir, os.pardir,
                                 "shared", "datasets", "mnist")
+FASHION_MNIST_CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                             "Bag", "Ankle boot")
 
-# name -> the local copy to use before the cache if it holds the files, mirrors, checksums.
-Source = collections.namedtuple("Source", ["system_dir", "mirrors", "checksums", "title"])
+# name -> the local copy to use before the cache if it holds the files, mirrors, checksums, title, class names.
+Source = collections.namedtuple("Source", ["system_dir", "mirrors", "checksums", "title", "class_names"])
 DATASETS = {
-    "mnist": Source(os.path.normpath(SHARED_MNIST_DIR), MNIST_MIRRORS, MNIST_SHA256, "MNIST"),
-    "fashion_mnist": Source(FASHION_MNIST_SYSTEM_DIR, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, "Fashion-MNIST"),
+    "mnist": Source(os.path.normpath(SHARED_MNIST_DIR), MNIST_MIRRORS, MNIST_SHA256, "MNIST", DIGIT_NAMES),
+    "fashion_mnist": Source(FASHION_MNIST_SYSTEM_DIR, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, "Fashion-MNIST",
+                            FASHION_MNIST_CLASS_NAMES),
 }
-
-Split = collections.namedtuple("Split", ["images", "labels"])  # float32 [N, 784] in [0, 1]; int64 [N]
-Datasets = collections.namedtuple("Datasets", ["train", "validation", "test"])
-
 
 def file_names():
     """The four .gz file names, in a stable order."""
@@ -121,21 +119,6 @@ def read_idx_gz(path, expected_magic):
         raise UserError(f"{path}: header promises {'x'.join(map(str, dims))} bytes of data, "
                         f"file holds {len(raw) - header}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def to_float(pixels, alignment=64):
-    """uint8 pixels -> float32 in [0, 1]: the scale every model here is trained and fed on.
-
-    The result lies in a buffer aligned to ``alignment`` bytes: TensorFlow feeds an aligned array without copying
-    it (Eigen's alignment, 64 bytes with AVX-512), which keeps a second copy of the training set out of the tf.data
-    pipeline. An image row is 3,136 = 49 x 64 bytes, so slices of whole rows (validation, --num_labels) stay aligned.
-    """
-    size = pixels.size * np.dtype(np.float32).itemsize
-    raw = np.empty(size + alignment, np.uint8)
-    offset = -raw.ctypes.data % alignment
-    scaled = raw[offset:offset + size].view(np.float32).reshape(pixels.shape)
-    np.divide(pixels, np.float32(255), out=scaled, dtype=np.float32)  # = pixels.astype(np.float32) / 255.0
-    return scaled
 
 
 def load_split(data_dir, split):
@@ -228,13 +211,6 @@ def load(data_dir=None, validation_size=VALIDATION_SIZE, num_labels=None, downlo
         ensure_files(data_dir, spec.mirrors, spec.checksums, spec.title)
     train = load_split(data_dir, "train")
     test = load_split(data_dir, "test")
-    if not 0 <= validation_size < len(train.labels):
-        raise UserError(f"validation size {validation_size} must be in [0, {len(train.labels)})")
-    cut = len(train.labels) - validation_size
-    validation = Split(train.images[cut:], train.labels[cut:])
-    train = Split(train.images[:cut], train.labels[:cut])
-    if num_labels is not None:
-        if not 0 < num_labels <= len(train.labels):
-            raise UserError(f"--{limit_flag}={num_labels}: expected 1 to {len(train.labels)}")
-        train = Split(train.images[:num_labels], train.labels[:num_labels])
-    return Datasets(train, validation, test)
+    train, validation = splits.hold_out_last(train, validation_size)
+    train = splits.limit(train, num_labels, limit_flag)
+    return Datasets(train, validation, test, (IMAGE_SIZE, IMAGE_SIZE, 1), spec.class_names)

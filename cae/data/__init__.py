@@ -1,0 +1,93 @@
+"""Image data behind one type: ``Datasets(train, validation, test, image_shape, class_names)`` of ``Split(images,
+labels)``, images float32 [N, H*W*C] in [0, 1] (row-major HWC, 64-byte aligned), labels int64 [N].
+
+Sources, one module each:
+
+* ``cae.data.idx``: MNIST-format IDX files (MNIST, Fashion-MNIST): find, download, verify, read (``load``).
+* ``cae.data.folders``: a folder of your own images, one subfolder per class (``load_image_dir``), decoded with
+  Pillow (``cae.data.cache`` keeps the decoded pixels so a second run does not decode them again).
+* ``cae.data.splits``: train/validation/test splitting and ``--num_labels`` limiting.
+
+Nothing here imports TensorFlow: the command line imports this before TensorFlow, and the image decoding worker
+processes import only this package.
+"""
+
+import collections
+import math
+from typing import NamedTuple, Tuple
+
+import numpy as np
+
+# MNIST's geometry: the default of Datasets.image_shape and the input of the models built for 28x28 gray images.
+IMAGE_SIZE = 28
+NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+NUM_CLASSES = 10
+DIGIT_NAMES = tuple(str(d) for d in range(NUM_CLASSES))
+
+SPLITS = ("train", "validation", "test")
+
+Split = collections.namedtuple("Split", ["images", "labels"])  # float32 [N, H*W*C] in [0, 1]; int64 [N]
+
+
+class Datasets(NamedTuple):
+    """The three splits and what describes every image in them.
+
+    Iterating or ``_asdict()`` also yields ``image_shape`` and ``class_names``: code that handles the splits goes
+    through ``SPLITS``, ``splits()`` or ``map_splits()``.
+    """
+    train: Split
+    validation: Split
+    test: Split
+    image_shape: Tuple[int, int, int] = (IMAGE_SIZE, IMAGE_SIZE, 1)  # (height, width, channels)
+    class_names: Tuple[str, ...] = DIGIT_NAMES  # label i is class_names[i]
+
+    @property
+    def num_classes(self):
+        return len(self.class_names)
+
+    @property
+    def input_size(self):
+        """Values per image row: height * width * channels (784 for MNIST)."""
+        return math.prod(self.image_shape)
+
+    def splits(self):
+        """{'train': Split, 'validation': Split, 'test': Split}, in that order."""
+        return {name: getattr(self, name) for name in SPLITS}
+
+    def map_splits(self, fn):
+        """The same Datasets with each split replaced by ``fn(name, split)``; image_shape and class_names kept."""
+        return self._replace(**{name: fn(name, split) for name, split in self.splits().items()})
+
+
+def to_float(pixels, alignment=64):
+    """uint8 pixels -> float32 in [0, 1]: the scale every model here is trained and fed on.
+
+    The result lies in a buffer aligned to ``alignment`` bytes: TensorFlow feeds an aligned array without copying
+    it (Eigen's alignment, 64 bytes with AVX-512), which keeps a second copy of the training set out of the tf.data
+    pipeline. An MNIST image row is 3,136 = 49 x 64 bytes, and any row of S x S x C float32 values with S a
+    multiple of 4 is a multiple of 64 bytes, so slices of whole rows (validation, --num_labels) stay aligned.
+    """
+    size = pixels.size * np.dtype(np.float32).itemsize
+    raw = np.empty(size + alignment, np.uint8)
+    offset = -raw.ctypes.data % alignment
+    scaled = raw[offset:offset + size].view(np.float32).reshape(pixels.shape)
+    np.divide(pixels, np.float32(255), out=scaled, dtype=np.float32)  # = pixels.astype(np.float32) / 255.0
+    return scaled
+
+
+# The sources need the types above, so they come after them.
+from cae.data import cache, folders, idx, splits  # noqa: E402
+from cae.data.folders import IMAGE_EXTENSIONS, load_image_dir  # noqa: E402
+from cae.data.idx import (  # noqa: E402
+    DATASETS, FASHION_MNIST_CLASS_NAMES, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, FASHION_MNIST_SYSTEM_DIR,
+    FILES, MNIST_MIRRORS, MNIST_SHA256, SHARED_MNIST_DIR, VALIDATION_SIZE, Source, default_cache_dir, download,
+    ensure_files, file_names, load, load_split, read_idx_gz, resolve_data_dir, source)
+
+__all__ = [
+    "IMAGE_SIZE", "NUM_PIXELS", "NUM_CLASSES", "DIGIT_NAMES", "SPLITS", "Split", "Datasets", "to_float",
+    "cache", "folders", "idx", "splits", "IMAGE_EXTENSIONS", "load_image_dir",
+    "DATASETS", "FASHION_MNIST_CLASS_NAMES", "FASHION_MNIST_MIRRORS", "FASHION_MNIST_SHA256",
+    "FASHION_MNIST_SYSTEM_DIR", "FILES", "MNIST_MIRRORS", "MNIST_SHA256", "SHARED_MNIST_DIR", "VALIDATION_SIZE",
+    "Source", "default_cache_dir", "download", "ensure_files", "file_names", "load", "load_split", "read_idx_gz",
+    "resolve_data_dir", "source",
+]

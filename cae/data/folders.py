@@ -1,0 +1,371 @@
+"""A folder of your own images as ``Datasets``, decoded with Pillow.
+
+Labelled (transfer learning), the convention of Keras' ``image_dataset_from_directory`` and TensorFlow's
+retrain.py: one subfolder per class, its name the class name, classes in sorted order (label = index), images
+anywhere below their class folder::
+
+    image_dir/cat/0001.jpg, image_dir/cat/more/0002.png, ..., image_dir/dog/...
+
+Unlabelled (pretraining): every image below image_dir. Its labels only tell the Embedding Projector which
+top-level subfolder an image came from (sorted; images directly in image_dir are class "." and come first).
+
+Files: .png .jpg .jpeg .bmp .gif in any case (a GIF's first frame); hidden files and folders (names starting with
+'.') and other files are ignored. Class names sort by code point (as Keras and retrain.py sort them). A photo's
+EXIF orientation is applied, so it is seen upright as a viewer shows it.
+
+Every image becomes S x S: a non-square image is centre-cropped to a square on its shorter side, then resized.
+Cropping rather than stretching or padding keeps objects at their shape and scale, and adds no artificial border
+for the autoencoder to learn; what is lost is the two ends of the longer side.
+
+Colour: transparency is composited over white. ``color_mode`` "grayscale" gives 1 channel (ITU-R 601 luma,
+Pillow's ``convert("L")``), "rgb" 3 (gray images repeated), "auto" 3 if any image has colour, else 1. "auto"
+looks at the decoded pixels, not at the file's colour model: an image has colour when one of its resized pixels
+has R, G and B not all equal, so gray scans saved as RGB and palette images of gray colours stay 1 channel.
+
+Size: ``image_size`` None means the images' own size when all of them are square and share one size that is a
+multiple of 4 (at least 8); else 28. The encoder's two stride-2 convolutions and the decoder's two doublings need a
+multiple of 4.
+
+Decoding many files uses a pool of worker processes started with "spawn" (TensorFlow may already be loaded here,
+and forking a process with TensorFlow's threads is unsafe); they import only this package. Decoded pixels are
+cached (``cae.data.cache``), and splits are computed afterwards from the paths (``cae.data.splits``).
+"""
+
+import concurrent.futures
+import math
+import multiprocessing
+import numbers
+import os
+import time
+
+import numpy as np
+from absl import logging
+from PIL import Image, ImageOps
+
+from cae.data import SPLITS, Datasets, Split, cache, splits, to_float
+from cae.errors import UserError
+from cae.progress import format_duration
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+COLOR_MODES = ("auto", "grayscale", "rgb")
+DEFAULT_IMAGE_SIZE = 28
+MIN_IMAGES_PER_CLASS = 20  # fewer gives a warning
+POOL_THRESHOLD = 500  # more files than this are decoded by worker processes (below, starting them costs more)
+UNLABELLED_ROOT_CLASS = "."
+
+# Pillow modes without colour; "auto" decodes these straight to one channel.
+_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
+
+def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_percentage=10, testing_percentage=10,
+                   num_labels=None, labelled=True, skip_bad_images=False, cache_dir=None, limit_flag="num_labels",
+                   workers=None, pool_threshold=POOL_THRESHOLD):
+    """Train/validation/test ``Datasets`` of the images in ``image_dir`` (see the module docstring).
+
+    Images are float32 [N, S*S*C] in [0, 1] (row-major HWC), ``image_shape`` (S, S, C), ``class_names`` the class
+    folders. Splits are stable per file (``cae.data.splits``); ``num_labels`` keeps the first N training images of
+    their hash order. Undecodable files raise a UserError naming the first, or with ``skip_bad_images`` are
+    skipped with one warning. ``cache_dir`` overrides ``cae.data.cache.default_dir()``; ``workers`` (default: one
+    per CPU) decode in separate processes when there are more than ``pool_threshold`` files.
+
+    Every check on the options and the folder comes before anything is decoded or written.
+    """
+    check_options(image_size, color_mode, validation_percentage, testing_percentage)
+    class_names, paths = list_images(image_dir, labelled)
+    listed = splits.hash_split(paths, validation_percentage, testing_percentage)
+    _check_splits(image_dir, listed, len(paths), validation_percentage, testing_percentage)
+    if num_labels is not None:
+        splits.check_limit(num_labels, len(listed["train"]), limit_flag)
+
+    entries = []
+    for path in paths:
+        info = os.stat(os.path.join(image_dir, path))
+        entries.append((path, info.st_size, info.st_mtime_ns))
+    cache_path = cache.path_for(cache.key(entries, image_size, color_mode, labelled), cache_dir)
+    cached = cache.read(cache_path, paths)
+    if cached is not None:
+        logging.info("read %d decoded images from cache %s", len(cached["paths"]), cache_path)
+        pixels, good, bad, errors = cached["pixels"], cached["paths"], cached["bad_paths"], cached["bad_errors"]
+    else:
+        pixels, good, bad, errors = decode_images(image_dir, paths, image_size, color_mode,
+                                                  stop_at_bad=not skip_bad_images, workers=workers,
+                                                  pool_threshold=pool_threshold)
+    if bad:
+        first = os.path.join(image_dir, bad[0])
+        if not skip_bad_images:
+            raise UserError(f"{first}: not a decodable image ({errors[0]}); fix or remove it, "
+                            f"or pass --skip_bad_images")
+        logging.warning("skipped %d undecodable image file(s) in %s, the first: %s (%s)", len(bad), image_dir,
+                        first, errors[0])
+    labels = _labels(good, class_names, labelled)
+    chosen = splits.hash_split(good, validation_percentage, testing_percentage)
+    if bad:  # what was skipped may have emptied a class or a split
+        if labelled:
+            counts = np.bincount(labels, minlength=len(class_names))
+            for name, count in zip(class_names, counts):
+                if count == 0:
+                    raise UserError(f"{os.path.join(image_dir, name)}: class folder holds no decodable images")
+        _check_splits(image_dir, chosen, len(good), validation_percentage, testing_percentage)
+    if cached is None:
+        cache.write(cache_path, pixels, labels, good, bad, errors, class_names, pixels.shape[1],
+                    "rgb" if pixels.shape[3] == 3 else "grayscale")
+    if labelled:
+        counts = np.bincount(labels, minlength=len(class_names))
+        few = [f"{name} ({count})" for name, count in zip(class_names, counts) if count < MIN_IMAGES_PER_CLASS]
+        if few:
+            logging.warning("%s: classes with fewer than %d images: %s", image_dir, MIN_IMAGES_PER_CLASS,
+                            ", ".join(few))
+
+    if num_labels is not None:
+        splits.check_limit(num_labels, len(chosen["train"]), limit_flag)
+        chosen["train"] = chosen["train"][:num_labels]
+    rows = pixels.reshape(len(pixels), -1)
+    return Datasets(*(Split(to_float(rows[chosen[name]]), labels[chosen[name]]) for name in SPLITS),
+                    image_shape=tuple(int(d) for d in pixels.shape[1:]), class_names=tuple(class_names))
+
+
+def check_options(image_size, color_mode, validation_percentage, testing_percentage):
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
+                                   or image_size < 8 or image_size % 4):
+        raise UserError(f"--image_size={image_size}: expected a multiple of 4 that is at least 8 (the encoder "
+                        f"halves the image twice and the decoder doubles it back)")
+    if color_mode not in COLOR_MODES:
+        raise UserError(f"--color_mode={color_mode}: expected one of {', '.join(COLOR_MODES)}")
+    for flag, value in (("validation_percentage", validation_percentage), ("testing_percentage", testing_percentage)):
+        if not 0 < value < 100:
+            raise UserError(f"--{flag}={value}: expected a percentage above 0 and below 100")
+    if validation_percentage + testing_percentage >= 100:
+        raise UserError(f"--validation_percentage={validation_percentage} and --testing_percentage="
+                        f"{testing_percentage} add up to {validation_percentage + testing_percentage}: expected "
+                        f"less than 100 (the rest is the training split)")
+
+
+def list_images(image_dir, labelled=True):
+    """(class names, sorted relative paths with '/' separators) of the images in ``image_dir``."""
+    if not os.path.exists(image_dir):
+        raise UserError(f"--image_dir={image_dir}: no such directory")
+    if not os.path.isdir(image_dir):
+        raise UserError(f"--image_dir={image_dir}: not a directory")
+    kinds = ", ".join(IMAGE_EXTENSIONS)
+    if not labelled:
+        paths = _walk(image_dir, "")
+        if not paths:
+            raise UserError(f"{image_dir}: no images ({kinds}) in it or below it")
+        tops = {p.split("/", 1)[0] for p in paths if "/" in p}
+        root = (UNLABELLED_ROOT_CLASS,) if any("/" not in p for p in paths) else ()
+        return root + tuple(sorted(tops)), paths
+    class_names = sorted(entry.name for entry in os.scandir(image_dir)
+                         if not entry.name.startswith(".") and entry.is_dir())
+    if len(class_names) < 2:
+        found = f" ({', '.join(class_names)})" if class_names else ""
+        raise UserError(f"{image_dir}: {len(class_names)} class subfolder{'s' if len(class_names) != 1 else ''}"
+                        f"{found}, expected at least 2 (one subfolder of images per class)")
+    paths = []
+    for name in class_names:
+        found = _walk(os.path.join(image_dir, name), name + "/")
+        if not found:
+            raise UserError(f"{os.path.join(image_dir, name)}: class folder holds no images ({kinds})")
+        paths.extend(found)
+    return tuple(class_names), sorted(paths)
+
+
+def _walk(directory, prefix):
+    """Sorted relative paths (prefix + '/'-joined) of the image files below directory, hidden names skipped."""
+    found = []
+    for root, dirs, files in os.walk(directory):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        relative = os.path.relpath(root, directory)
+        relative = "" if relative == "." else relative.replace(os.sep, "/") + "/"
+        found.extend(prefix + relative + f for f in files
+                     if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_EXTENSIONS)
+    return sorted(found)
+
+
+def _labels(paths, class_names, labelled):
+    """int64 labels: the index of each path's first component (unlabelled: "." for a file in the folder itself)."""
+    index = {name: i for i, name in enumerate(class_names)}
+    if labelled:
+        return np.array([index[p.split("/", 1)[0]] for p in paths], dtype=np.int64)
+    return np.array([index[p.split("/", 1)[0] if "/" in p else UNLABELLED_ROOT_CLASS] for p in paths],
+                    dtype=np.int64)
+
+
+def _check_splits(image_dir, chosen, count, validation_percentage, testing_percentage):
+    empty = [name for name in SPLITS if len(chosen[name]) == 0]
+    if empty:
+        raise UserError(f"{image_dir}: {count} image{'s' if count != 1 else ''} leave the {' and '.join(empty)} "
+                        f"split{'s' if len(empty) > 1 else ''} empty at --validation_percentage="
+                        f"{validation_percentage} --testing_percentage={testing_percentage}: add images or change "
+                        f"--validation_percentage/--testing_percentage")
+
+
+def decode_images(image_dir, paths, image_size=None, color_mode="auto", stop_at_bad=True, workers=None,
+                  pool_threshold=POOL_THRESHOLD):
+    """(uint8 pixels [N, S, S, C], decoded paths, undecodable paths, their errors) for ``paths`` in image_dir.
+
+    ``image_size`` None probes every file's header first (see the module docstring). With ``stop_at_bad`` the
+    work stops at the first undecodable file (the caller raises), so a bad folder fails fast.
+    """
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    executor = None
+    if workers > 1 and len(paths) > pool_threshold:
+        executor = concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(workers, len(paths)), mp_context=multiprocessing.get_context("spawn"))
+    bad, errors = [], []
+    try:
+        if image_size is None:
+            sizes = _map(_probe_chunk, image_dir, paths, (), f"reading the image sizes in {image_dir}", executor,
+                         workers, stop_at_bad)
+            bad, errors = _errors(paths, sizes)
+            if bad and stop_at_bad:
+                return None, [], bad, errors
+            image_size = _own_size([s for s in sizes if not isinstance(s, str)])
+            paths = [p for p, s in zip(paths, sizes) if not isinstance(s, str)]
+        results = _map(_decode_chunk, image_dir, paths, (image_size, color_mode), f"decoding {image_dir}", executor,
+                       workers, stop_at_bad)
+    finally:
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+    more_bad, more_errors = _errors(paths, results)
+    if more_bad and stop_at_bad:
+        return None, [], more_bad, more_errors
+    bad_errors = sorted(zip(bad + more_bad, errors + more_errors))
+    bad, errors = [p for p, _ in bad_errors], [e for _, e in bad_errors]
+    arrays = [r for r in results if not isinstance(r, str)]
+    channels = 3 if color_mode == "rgb" or any(a.shape[2] == 3 for a in arrays) else 1
+    pixels = np.empty((len(arrays), image_size, image_size, channels), np.uint8)
+    for i, array in enumerate(arrays):
+        pixels[i] = array  # a gray [S, S, 1] image broadcasts to all three channels
+    return pixels, [p for p, r in zip(paths, results) if not isinstance(r, str)], bad, errors
+
+
+def _errors(paths, results):
+    """(paths, errors) of the results that are errors (str), in path order."""
+    pairs = [(p, r) for p, r in zip(paths, results) if isinstance(r, str)]
+    return [p for p, _ in pairs], [r for _, r in pairs]
+
+
+def _own_size(sizes):
+    """The side all the (width, height) share when they are one square size fit for the model, else 28."""
+    side = sizes[0][0] if sizes else 0
+    if all(w == h == side for w, h in sizes) and side >= 8 and side % 4 == 0:
+        return side
+    return DEFAULT_IMAGE_SIZE
+
+
+def decode_image(path, image_size, color_mode="auto"):
+    """uint8 [S, S, C] of one file: C is 1 for "grayscale", 3 for "rgb"; for "auto" 1 when every pixel is gray."""
+    with Image.open(path) as image:
+        gray = color_mode == "grayscale" or (color_mode == "auto" and image.mode in _GRAY_MODES)
+        image.draft("L" if gray else "RGB", (image_size, image_size))  # JPEG only: decode at 1/2, 1/4, 1/8 scale
+        image = _flatten(ImageOps.exif_transpose(image), gray)  # upright as a viewer shows it (camera photos)
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    # Crop first: resize(box=...) would let the filter reach into the rows or columns cropped off.
+    image = image.crop((left, top, left + side, top + side))
+    if side != image_size:
+        # BOX when shrinking averages every source pixel into the output (no aliasing, no ringing halo around
+        # strokes); BILINEAR when enlarging interpolates smoothly, again without ringing.
+        image = image.resize((image_size, image_size), Image.BOX if side > image_size else Image.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim == 2:
+        return array[:, :, None]
+    if color_mode == "auto" and (array[:, :, :1] == array[:, :, 1:]).all():
+        return np.ascontiguousarray(array[:, :, :1])
+    return array
+
+
+def _flatten(image, gray):
+    """An "L" or "RGB" copy of a just-opened image: 16-bit gray scaled to 8 bits, transparency over white."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64) / 257.0
+        image = Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
+    if image.mode in _ALPHA_MODES or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image.convert("L" if gray else "RGB")
+
+
+def probe_size(path):
+    """(width, height) from the file's header, without decoding its pixels."""
+    with Image.open(path) as image:
+        return image.size
+
+
+def _describe(error):
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _probe_chunk(image_dir, paths):
+    results = []
+    for path in paths:
+        try:
+            results.append(probe_size(os.path.join(image_dir, path)))
+        except Exception as e:  # noqa: BLE001 - any failure means "not a decodable image", reported by name
+            results.append(_describe(e))
+    return results
+
+
+def _decode_chunk(image_dir, paths, image_size, color_mode):
+    results = []
+    for path in paths:
+        try:
+            results.append(decode_image(os.path.join(image_dir, path), image_size, color_mode))
+        except Exception as e:  # noqa: BLE001
+            results.append(_describe(e))
+    return results
+
+
+def _map(function, image_dir, paths, args, label, executor, workers, stop_at_bad):
+    """[function's result per path] (an error is a str), computed in chunks, with progress lines. With
+    ``stop_at_bad`` it stops after the first chunk holding an error; results not computed are None."""
+    results = [None] * len(paths)
+    if not paths:
+        return results
+    size = max(1, min(64, math.ceil(len(paths) / (4 * workers))))
+    starts = range(0, len(paths), size)
+    progress = _Progress(label, len(paths))
+    done = 0
+    if executor is None:
+        for start in starts:
+            part = function(image_dir, paths[start:start + size], *args)
+            results[start:start + len(part)] = part
+            done += len(part)
+            progress.update(done)
+            if stop_at_bad and any(isinstance(r, str) for r in part):
+                return results
+    else:
+        futures = {executor.submit(function, image_dir, paths[start:start + size], *args): start
+                   for start in starts}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                part = future.result()
+                results[futures[future]:futures[future] + len(part)] = part
+                done += len(part)
+                progress.update(done)
+                if stop_at_bad and any(isinstance(r, str) for r in part):
+                    return results
+        finally:
+            for future in futures:
+                future.cancel()
+    progress.update(done, force=True)
+    return results
+
+
+class _Progress:
+    """One log line every ``interval`` seconds and one at the end: done/total, images/s, ETA."""
+
+    def __init__(self, label, total, interval=5.0, clock=time.monotonic):
+        self.label, self.total, self.interval, self.clock = label, total, interval, clock
+        self.start = self.last = clock()
+
+    def update(self, done, force=False):
+        now = self.clock()
+        if not force and now - self.last < self.interval:
+            return
+        self.last = now
+        rate = done / (now - self.start) if now > self.start else 0.0
+        eta = format_duration((self.total - done) / rate) if rate > 0 else "?"
+        logging.info("%s: %d/%d images, %s img/s, ETA %s", self.label, done, self.total, f"{rate:,.0f}", eta)
