@@ -23,7 +23,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             train_op = optimizer.minimize(model.loss, global_step=global_step)
         epoch_summary = summaries.epoch_summary(
             model_variables, {"conv1": model.conv1, "conv2": model.conv2, "latent": model.latent},
-            summaries.reconstruction_image(model.images, model.reconstruction))
+            summaries.reconstruction_image(model.images, model.reconstruction, image_shape))
         embedding = (projector.embedding(model.images, model.latent, cfg.projector_images, "latent")
                      if cfg.projector_images else None)
         return training_run.TrainGraph(
@@ -46,8 +46,9 @@ def pretrain(cfg, datasets=None):
     datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.max_train_examples,
                                      download_missing=cfg.download, limit_flag="max_train_examples",
                                      dataset=cfg.dataset)
-    projector_set = projector.subset(datasets.test, cfg.projector_images)
-    g = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size))
+    projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
+    g = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size),
+                    datasets.image_shape)
     if g.embedding is not None:
         projector.check_resume(cfg.train_dir, g.embedding.variable, cfg.projector_images)
 

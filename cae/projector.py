@@ -2,7 +2,7 @@
 
 The features live in a non-trainable variable ``embedding/<layer>`` of the training graph, refreshed before every
 checkpoint, so the run's latest checkpoint (which the projector reads) always holds the current model's features.
-Beside it in the run directory: ``metadata.tsv`` (one label per row), ``sprite.png`` (the digits, row-major) and
+Beside it in the run directory: ``metadata.tsv`` (one class name per row), ``sprite.png`` (the images, row-major) and
 ``projector_config.pbtxt``, which names them by paths relative to the run directory, so the run can be moved or
 served from any ``--logdir``.
 """
@@ -16,7 +16,6 @@ import tensorflow as tf
 from tensorboard.plugins import projector
 
 from cae import restore
-from cae.data import IMAGE_SIZE
 from cae.errors import UserError
 from cae.summaries import encode_png
 
@@ -25,11 +24,12 @@ v1 = tf.compat.v1
 METADATA_FILE = "metadata.tsv"
 SPRITE_FILE = "sprite.png"
 MAX_SPRITE_SIZE = 8192  # the projector's limit on the sprite's width and height
+MNIST_SHAPE = (28, 28, 1)
 
 
-def subset(split, count, flag="projector_images"):
+def subset(split, count, flag="projector_images", image_shape=MNIST_SHAPE):
     """The first ``count`` images and labels of a split."""
-    largest = min(len(split.labels), (MAX_SPRITE_SIZE // IMAGE_SIZE) ** 2)
+    largest = min(len(split.labels), (MAX_SPRITE_SIZE // max(image_shape[:2])) ** 2)
     if not 0 <= count <= largest:
         raise UserError(f"--{flag}={count}: expected 0 (no projector) to {largest} (the test set has "
                         f"{len(split.labels)} images)")
@@ -53,15 +53,23 @@ def embedding(images, features, count, name):
     return Embedding(variable, update, images)
 
 
-def sprite(images):
-    """[N, 784] images in [0, 1] -> uint8 [S*28, S*28], S = ceil(sqrt(N)), row-major, white where none is left.
+def sprite(images, image_shape=MNIST_SHAPE):
+    """[N, H*W*C] images in [0, 1] -> uint8 [S*H, S*W(, 3)], S = ceil(sqrt(N)), row-major, white where none is
+    left.
 
-    Dark digits on white: on the projector's white canvas, MNIST's white-on-black tiles hide each other."""
+    Images drawn light on a dark background (MNIST) are shown dark on white: on the projector's white canvas,
+    white-on-black tiles hide each other. Other images (photos, dark-on-light scans) are shown as they are."""
+    height, width, channels = image_shape
     side = math.ceil(math.sqrt(len(images)))
-    tiles = np.full([side * side, IMAGE_SIZE, IMAGE_SIZE], 255, np.uint8)
-    tiles[:len(images)] = 255 - np.round(images.reshape(-1, IMAGE_SIZE, IMAGE_SIZE) * 255)
-    return tiles.reshape(side, side, IMAGE_SIZE, IMAGE_SIZE).transpose(0, 2, 1, 3).reshape(
-        side * IMAGE_SIZE, side * IMAGE_SIZE)
+    pixels = np.round(images.reshape(-1, height, width, channels) * 255)
+    border = np.concatenate([pixels[:, [0, -1]].reshape(-1), pixels[:, :, [0, -1]].reshape(-1)])
+    if border.size and border.mean() < 127.5:
+        pixels = 255 - pixels
+    tiles = np.full([side * side, height, width, channels], 255, np.uint8)
+    tiles[:len(images)] = pixels
+    grid = tiles.reshape(side, side, height, width, channels).transpose(0, 2, 1, 3, 4).reshape(
+        side * height, side * width, channels)
+    return grid[:, :, 0] if channels == 1 else grid
 
 
 def refresh(sess, embedding, images):
@@ -83,16 +91,17 @@ def check_resume(run_dir, variable, count, flag="projector_images"):
                             f"with, or a new --train_dir)") from None
 
 
-def write_assets(run_dir, variable, images, labels):
-    """metadata.tsv, sprite.png and projector_config.pbtxt for ``variable`` in run_dir (after check_resume)."""
-    with open(os.path.join(run_dir, METADATA_FILE), "w") as f:
-        f.writelines(f"{label}\n" for label in labels)  # one column: the projector wants no header then
+def write_assets(run_dir, variable, images, labels, image_shape=MNIST_SHAPE, class_names=None):
+    """metadata.tsv (each image's class name), sprite.png and projector_config.pbtxt for ``variable`` in run_dir
+    (after check_resume)."""
+    with open(os.path.join(run_dir, METADATA_FILE), "w") as f:  # one column: the projector wants no header then
+        f.writelines(f"{class_names[label] if class_names else label}\n" for label in labels)
     with open(os.path.join(run_dir, SPRITE_FILE), "wb") as f:
-        f.write(encode_png(sprite(images)))
+        f.write(encode_png(sprite(images, image_shape)))
     config = projector.ProjectorConfig()
     entry = config.embeddings.add()
     entry.tensor_name = variable.op.name
     entry.metadata_path = METADATA_FILE
     entry.sprite.image_path = SPRITE_FILE
-    entry.sprite.single_image_dim.extend([IMAGE_SIZE, IMAGE_SIZE])
+    entry.sprite.single_image_dim.extend([image_shape[1], image_shape[0]])  # width, height
     projector.visualize_embeddings(run_dir, config)  # writes projector_config.pbtxt

@@ -13,7 +13,6 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from cae.data import IMAGE_SIZE
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -29,36 +28,39 @@ EPOCH_BATCH = 256  # the first validation images: the fixed batch of the per-epo
 PNG_DIR = "images"  # in the run directory: the latest of each image summary as <tag>.png
 
 
-def image_grid(images, rows, cols):
-    """[rows*cols, 784] images in [0, 1] -> one [1, rows*28, cols*28, 1] image, row-major."""
-    tiles = tf.reshape(images[:rows * cols], [rows, cols, IMAGE_SIZE, IMAGE_SIZE])
-    grid = tf.reshape(tf.transpose(tiles, [0, 2, 1, 3]), [1, rows * IMAGE_SIZE, cols * IMAGE_SIZE, 1])
-    return grid
+def image_grid(images, rows, cols, image_shape):
+    """[rows*cols, H*W*C] images in [0, 1] -> one [1, rows*H, cols*W, C] image, row-major."""
+    height, width, channels = image_shape
+    tiles = tf.reshape(images[:rows * cols], [rows, cols, height, width, channels])
+    return tf.reshape(tf.transpose(tiles, [0, 2, 1, 3, 4]), [1, rows * height, cols * width, channels])
 
 
-def reconstruction_image(images, reconstruction, count=8):
+def reconstruction_image(images, reconstruction, image_shape, count=8):
     """One image: the first ``count`` inputs on the top row, their reconstructions below."""
     with v1.name_scope(SCOPE):
-        grid = image_grid(tf.concat([images[:count], reconstruction[:count]], axis=0), 2, count)
+        grid = image_grid(tf.concat([images[:count], reconstruction[:count]], axis=0), 2, count, image_shape)
     return v1.summary.image("reconstructions/inputs_vs_outputs", grid, max_outputs=1)
 
 
 def filter_grid(kernel, cols=4):
-    """A [k, k, 1, n] conv kernel -> one [1, H, W, 1] image of its n filters, each scaled to [0, 1] on its own
-    (so weak filters stay visible), zoomed FILTER_ZOOM times and separated by white lines."""
+    """A [k, k, C, n] conv kernel -> one [1, H, W, 1 or 3] image of its n filters (in colour for C = 3, else
+    their first input channel), each scaled to [0, 1] on its own (so weak filters stay visible), zoomed
+    FILTER_ZOOM times and separated by white lines."""
     size, count = int(kernel.shape[0]), int(kernel.shape[-1])
+    channels = 3 if kernel.shape[2] == 3 else 1
     rows = -(-count // cols)
-    tiles = tf.transpose(kernel[:, :, 0, :], [2, 0, 1])  # [n, k, k]
-    low = tf.reduce_min(tiles, axis=[1, 2], keepdims=True)
-    high = tf.reduce_max(tiles, axis=[1, 2], keepdims=True)
+    tiles = tf.transpose(kernel[:, :, :channels, :], [3, 0, 1, 2])  # [n, k, k, channels]
+    low = tf.reduce_min(tiles, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(tiles, axis=[1, 2, 3], keepdims=True)
     tiles = (tiles - low) / tf.maximum(high - low, 1e-12)
     tiles = tf.repeat(tf.repeat(tiles, FILTER_ZOOM, axis=1), FILTER_ZOOM, axis=2)
-    tiles = tf.pad(tiles, [[0, rows * cols - count], [FILTER_GAP, 0], [FILTER_GAP, 0]], constant_values=1.0)
+    tiles = tf.pad(tiles, [[0, rows * cols - count], [FILTER_GAP, 0], [FILTER_GAP, 0], [0, 0]],
+                   constant_values=1.0)
     tile = size * FILTER_ZOOM + FILTER_GAP
-    grid = tf.reshape(tf.transpose(tf.reshape(tiles, [rows, cols, tile, tile]), [0, 2, 1, 3]),
-                      [rows * tile, cols * tile])
-    grid = tf.pad(grid, [[0, FILTER_GAP], [0, FILTER_GAP]], constant_values=1.0)
-    return grid[tf.newaxis, :, :, tf.newaxis]
+    grid = tf.reshape(tf.transpose(tf.reshape(tiles, [rows, cols, tile, tile, channels]), [0, 2, 1, 3, 4]),
+                      [rows * tile, cols * tile, channels])
+    grid = tf.pad(grid, [[0, FILTER_GAP], [0, FILTER_GAP], [0, 0]], constant_values=1.0)
+    return grid[tf.newaxis]
 
 
 def filters_image(kernel, tag="filters/conv1"):
@@ -131,26 +133,30 @@ def scalars(values, step, writer):
 
 
 def encode_png(pixels):
-    """uint8 [H, W] gray pixels -> PNG bytes, with zlib alone.
+    """uint8 [H, W] gray or [H, W, 3] RGB pixels -> PNG bytes, with zlib alone.
 
     Not tf.io.encode_png: that needs a Session or the eager runtime, and either would claim GPU memory outside
     the run's --gpu_memory_fraction.
     """
     pixels = np.ascontiguousarray(pixels, np.uint8)
-    height, width = pixels.shape
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[:, :, 0]
+    height, width = pixels.shape[:2]
+    color_type = 2 if pixels.ndim == 3 else 0  # 2: RGB, 0: gray
 
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit gray, no interlace
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)  # 8 bits a sample, no interlace
     rows = b"".join(b"\x00" + row.tobytes() for row in pixels)  # each row: filter type 0, then its bytes
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def image(tag, pixels, step, writer):
-    """Write a uint8 [H, W] gray numpy image as an image summary (and its PNG)."""
+    """Write a uint8 [H, W] gray or [H, W, 3] RGB numpy image as an image summary (and its PNG)."""
     summary = v1.Summary(value=[v1.Summary.Value(tag=tag, image=v1.Summary.Image(
-        height=pixels.shape[0], width=pixels.shape[1], colorspace=1, encoded_image_string=encode_png(pixels)))])
+        height=pixels.shape[0], width=pixels.shape[1], colorspace=3 if pixels.ndim == 3 else 1,
+        encoded_image_string=encode_png(pixels)))])
     add(writer, summary, step)
 
 
@@ -182,9 +188,33 @@ def confusion_matrix(labels, predictions, num_classes):
     return counts
 
 
-def confusion_pixels(counts):
+def confusion_pixels(counts, class_names=None):
     """A confusion matrix as a gray image: row = true class, column = predicted class, each cell as bright as the
-    fraction of its row (so the diagonal is white for a perfect classifier), CONFUSION_CELL pixels square."""
+    fraction of its row (so the diagonal is white for a perfect classifier), CONFUSION_CELL pixels square.
+
+    With ``class_names`` the grid takes the image's bottom-right corner and the names label its rows (left) and
+    columns (top, written downwards), drawn with Pillow's built-in font.
+    """
     fractions = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     cells = np.round(fractions * 255).astype(np.uint8)
-    return np.kron(cells, np.ones([CONFUSION_CELL, CONFUSION_CELL], np.uint8))
+    grid = np.kron(cells, np.ones([CONFUSION_CELL, CONFUSION_CELL], np.uint8))
+    if not class_names:
+        return grid
+    from PIL import Image, ImageDraw, ImageFont  # only here: the rest of the summaries need no Pillow
+    font = ImageFont.load_default()
+    names = [str(name) for name in class_names]
+    margin = 6 + max(int(np.ceil(font.getlength(name))) for name in names)
+    size = grid.shape[0]
+    canvas = Image.new("L", (margin + size, margin + size), 96)  # mid gray: the cells' black and white both show
+    canvas.paste(Image.fromarray(grid), (margin, margin))
+    draw = ImageDraw.Draw(canvas)
+    for i, name in enumerate(names):
+        middle = margin + i * CONFUSION_CELL + CONFUSION_CELL // 2
+        draw.text((margin - 3, middle), name, fill=255, font=font, anchor="rm")  # row i: the true class
+    columns = Image.new("L", (margin, size), 0)  # the column names, drawn across, then turned a quarter left
+    column_draw = ImageDraw.Draw(columns)
+    for i, name in enumerate(names):
+        column_draw.text((3, i * CONFUSION_CELL + CONFUSION_CELL // 2), name, fill=255, font=font, anchor="lm")
+    turned = columns.transpose(Image.Transpose.ROTATE_90)  # name i above column i, read upwards from the grid
+    canvas.paste(turned, (margin, 0), turned)
+    return np.asarray(canvas)

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import tensorflow as tf
 from absl import logging
 
-from cae import pipeline, projector, session, summaries, train, train_dir
+from cae import labels, pipeline, projector, session, summaries, train, train_dir
 
 v1 = tf.compat.v1
 
@@ -56,14 +56,16 @@ class Run(NamedTuple):
     save: Callable  # save(step): refresh the projector, flush events, checkpoint
 
 
-def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, prepare_batches=None):
+def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, prepare_batches=None,
+        class_names=None):
     """Train ``g`` on ``datasets`` in cfg.train_dir from its global step to cfg.epochs; return the metrics.
 
     ``initialize(sess)`` runs the initializer and restores (the train_dir's own checkpoint, or a selective
     restore) and returns lines for the log. ``prepare_batches(sess)`` returns (batches, splits) for training
     and evaluation (default: the pipeline over ``datasets``). ``on_epoch_end(run, epoch, step)`` validates and
     saves, returning True to stop early; ``finish(run, step)`` tests and returns the workflow's metrics, to
-    which the run adds its own (steps, times, images/s) before writing ``metrics.json``.
+    which the run adds its own (steps, times, images/s) before writing ``metrics.json``. ``class_names`` (a
+    classifier's, in logit order) go to ``labels.txt`` as soon as the train_dir is claimed.
     """
     with v1.Session(graph=g.graph, config=session.config_for(cfg)) as sess, contextlib.ExitStack() as claimed:
         for line in initialize(sess):
@@ -71,8 +73,11 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         first_step = int(sess.run(g.global_step))
         claimed.enter_context(train_dir.claim(cfg.train_dir))  # from here on, this run alone writes there
         writer = train_dir.event_writer(cfg.train_dir, g.graph, first_step)
+        if class_names:
+            labels.write(cfg.train_dir, class_names)
         if g.embedding is not None:
-            projector.write_assets(cfg.train_dir, g.embedding.variable, *projector_set)
+            projector.write_assets(cfg.train_dir, g.embedding.variable, *projector_set, datasets.image_shape,
+                                   datasets.class_names)
 
         prepare_start = time.time()
         batches, splits = prepare_batches(sess) if prepare_batches else (g.input, datasets)

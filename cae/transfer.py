@@ -6,8 +6,8 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from cae import data, features, models, optimize, pipeline, projector, restore, summaries, train, train_dir
-from cae import training_run
+from cae import data, features, labels, models, optimize, pipeline, projector, restore, summaries, train
+from cae import train_dir, training_run
 
 v1 = tf.compat.v1
 
@@ -83,9 +83,10 @@ def transfer(cfg, datasets=None):
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels, download_missing=cfg.download,
                                      dataset=cfg.dataset)
-    projector_set = projector.subset(datasets.test, cfg.projector_images)
+    projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size)
-    g = build_graph(cfg, total_steps)
+    g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names))
+    labels.check_resume(cfg.train_dir, datasets.class_names)
     # With --cache_features the frozen layers' outputs, computed once, are fed in place of their tensor (a fed
     # tensor cuts everything below it out of the run), so the pipeline never starts.
     cache_point = features.cache_point(g.model, g.restored, g.trained) if cfg.cache_features else None
@@ -127,12 +128,13 @@ def transfer(cfg, datasets=None):
         test = train.evaluate(run.sess, g.metrics, run.batches, run.splits.test)
         summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, run.writer)
         predictions = train.predict(run.sess, g.model.predictions, run.batches, run.splits.test)
-        counts = summaries.confusion_matrix(datasets.test.labels, predictions, data.NUM_CLASSES)
-        summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts), step, run.writer)
+        counts = summaries.confusion_matrix(datasets.test.labels, predictions, len(datasets.class_names))
+        summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts, datasets.class_names), step,
+                        run.writer)
         logging.info("test accuracy: %.4f", test["accuracy"])
         return {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "checkpoint_path": cfg.checkpoint_path,
                 "num_labels": len(datasets.train.labels), "best_epoch": best["epoch"],
-                "best_validation_accuracy": best["accuracy"]}
+                "best_validation_accuracy": best["accuracy"], "class_names": list(datasets.class_names)}
 
     return training_run.run(cfg, g, datasets, initialize_and_log, on_epoch_end, finish, projector_set,
-                            prepare_batches)
+                            prepare_batches, class_names=datasets.class_names)

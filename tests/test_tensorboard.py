@@ -101,8 +101,10 @@ def test_transfer_run_scalars_histograms_and_confusion_matrix(logdir, mnist_smal
         + [f"activations/{name}" for name in ACTIVATIONS["transfer"]])
     assert sorted(run.Tags()["images"]) == ["filters/conv1/image", "test/confusion_matrix"]
     confusion = run.Images("test/confusion_matrix")
-    assert [(e.step, e.height, e.width) for e in confusion] == [(8, 200, 200)]
-    pixels = decoded(confusion[0])
+    assert [e.step for e in confusion] == [8] and confusion[0].height == confusion[0].width > 200
+    labelled = decoded(confusion[0])
+    pixels = labelled[-200:, -200:]  # the cells; the class names label the rows on the left, columns on top
+    assert (labelled[:-200, :-200] == labelled[0, 0]).all() and (labelled[-200:, :-200] > 200).any()  # names
     cells = pixels[::summaries.CONFUSION_CELL, ::summaries.CONFUSION_CELL].astype(float) / 255
     np.testing.assert_array_equal(np.kron(pixels[::20, ::20], np.ones([20, 20])), pixels)  # 10x10 flat cells
     rows = np.bincount(mnist_small.test.labels, minlength=10)
