@@ -23,7 +23,7 @@ from cae import data
 
 # Choices, from the code that owns them where that code is TensorFlow-free.
 DATASETS = tuple(data.DATASETS)  # mnist, fashion_mnist
-SPLITS = data.Datasets._fields  # train, validation, test
+SPLITS = data.SPLITS  # train, validation, test
 LOSSES = ("bce", "mse")  # the autoencoder's reconstruction losses (cae.models)
 SCHEDULES = ("constant", "cosine")  # learning-rate schedules (cae.train.learning_rate)
 LAYERS = ("conv2", "latent", "fc1")  # what cae.extract can extract (its LAYER_SCOPES)
