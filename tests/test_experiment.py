@@ -36,10 +36,10 @@ def test_extract_features_writes_the_classifier_features(tmp_path, cae_checkpoin
     np.testing.assert_array_equal(saved["labels"], mnist.validation.labels)
     # The same numbers the transfer graph feeds its head after restoring the checkpoint.
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / "run"))
-    graph, t = transfer.build_graph(cfg, total_steps=100)
-    with graph.as_default(), v1.Session() as sess:
-        transfer.initialize(sess, t, cfg)
-        expected = features.compute(sess, t["features"], t["images"], mnist.validation.images[:1000])
+    g = transfer.build_graph(cfg, total_steps=100)
+    with g.graph.as_default(), v1.Session() as sess:
+        transfer.initialize(sess, g, cfg)
+        expected = features.compute(sess, g.model.features, g.model.images, mnist.validation.images[:1000])
     np.testing.assert_allclose(saved["features"][:1000], expected, rtol=1e-5, atol=1e-6)
     assert str(saved["layer"]) == "conv2" and os.listdir(tmp_path / "out") == ["conv2.npz"]
 
