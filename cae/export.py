@@ -31,8 +31,8 @@ UINT8_SIGNATURE = "serving_uint8"
 def _outputs(images, name):
     """The signature outputs of the classifier on [N, 28, 28] float images in [0, 1]."""
     t = models.classifier(tf.reshape(images, [-1, NUM_PIXELS]))
-    return {"classes": tf.identity(t["predictions"], name=f"{name}/classes"),
-            "probabilities": tf.identity(t["probabilities"], name=f"{name}/probabilities")}
+    return {"classes": tf.identity(t.predictions, name=f"{name}/classes"),
+            "probabilities": tf.identity(t.probabilities, name=f"{name}/probabilities")}
 
 
 def serving_signatures():
@@ -78,7 +78,7 @@ def export(cfg):
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)  # private (0700); the builder makes model/ in it
     try:
         graph = tf.Graph()
-        with graph.as_default(), v1.Session(graph=graph, config=session.config()) as sess:
+        with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
             signatures = serving_signatures()
             checkpoint = restore_classifier(sess, cfg.checkpoint_path)
             signature_defs = {name: v1.saved_model.predict_signature_def(s["inputs"], s["outputs"])

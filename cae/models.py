@@ -15,6 +15,7 @@ from typing import NamedTuple
 import tensorflow as tf
 
 from cae import layers
+from cae.config import LOSSES
 
 v1 = tf.compat.v1
 
@@ -22,7 +23,6 @@ MNIST_SHAPE = (28, 28, 1)  # height, width, channels
 MNIST_CLASSES = 10
 ENCODER_STRIDE = 4  # conv1 and conv2 each halve the image: height and width must be multiples of this
 CONV2_FILTERS = 32
-LOSSES = ("bce", "mse")
 
 
 class Autoencoder(NamedTuple):

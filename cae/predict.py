@@ -78,7 +78,7 @@ def read_images(paths):
         contents = v1.placeholder(tf.string, [], name="file_contents")
         image = to_mnist(contents)
     pixels = np.zeros([len(paths), IMAGE_SIZE, IMAGE_SIZE], np.uint8)
-    with v1.Session(graph=graph, config=session.config()) as sess:
+    with v1.Session(graph=graph, config=session.config_proto()) as sess:
         for i, path in enumerate(paths):
             try:
                 with open(path, "rb") as f:
@@ -126,7 +126,7 @@ def classify(model, paths):
         raise UserError("no image files given: pass PNG or JPEG paths after the flags")
     images = read_images(paths)
     graph = tf.Graph()
-    with graph.as_default(), v1.Session(graph=graph, config=session.config()) as sess:
+    with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
         inputs, outputs = open_model(sess, model)
         got = sess.run(outputs, {inputs: images})
     return [{"file": path, "class": int(cls), "probability": float(p[cls]), "probabilities": p.tolist()}

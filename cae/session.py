@@ -5,7 +5,7 @@ import tensorflow as tf
 v1 = tf.compat.v1
 
 
-def config(gpu_memory_fraction=0.2, allow_growth=False, intra_op_threads=0, inter_op_threads=0):
+def config_proto(gpu_memory_fraction=0.2, allow_growth=False, intra_op_threads=0, inter_op_threads=0):
     """ConfigProto whose GPUOptions cap this process at a fraction of each GPU's memory.
 
     The fraction matters on a shared GPU (TensorFlow otherwise takes nearly all of it); on a CPU-only machine it
@@ -17,6 +17,6 @@ def config(gpu_memory_fraction=0.2, allow_growth=False, intra_op_threads=0, inte
                           inter_op_parallelism_threads=inter_op_threads)
 
 
-def config_for(cfg):
-    """The session config of any config.RunConfig (PretrainConfig, TransferConfig)."""
-    return config(cfg.gpu_memory_fraction, cfg.allow_growth, cfg.intra_op_threads, cfg.inter_op_threads)
+def config_proto_for(cfg):
+    """The session config of any config.SessionConfig (pretrain, transfer, extract, benchmark)."""
+    return config_proto(cfg.gpu_memory_fraction, cfg.allow_growth, cfg.intra_op_threads, cfg.inter_op_threads)

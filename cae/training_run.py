@@ -67,7 +67,8 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
     which the run adds its own (steps, times, images/s) before writing ``metrics.json``. ``class_names`` (a
     classifier's, in logit order) go to ``labels.txt`` as soon as the train_dir is claimed.
     """
-    with v1.Session(graph=g.graph, config=session.config_for(cfg)) as sess, contextlib.ExitStack() as claimed:
+    with v1.Session(graph=g.graph, config=session.config_proto_for(cfg)) as sess, \
+            contextlib.ExitStack() as claimed:
         for line in initialize(sess):
             logging.info("%s", line)
         first_step = int(sess.run(g.global_step))
@@ -87,7 +88,8 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
                                            writer, first_step, cfg.summary_every_steps)
 
         def save(step):
-            projector.refresh(sess, g.embedding, projector_set[0] if projector_set else None)  # the model's own features
+            # every checkpoint holds its own model's features
+            projector.refresh(sess, g.embedding, projector_set[0] if projector_set else None)
             writer.flush()  # events up to a checkpoint are on disk before it: a resume never leaves a gap
             train.save(sess, g.saver, cfg.train_dir, step)
 
@@ -113,5 +115,5 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
 
 def write_epoch_summary(current, g, images, step):
     """The per-epoch histograms and images, on a fixed batch of ``images`` (the first validation images)."""
-    summaries.add(current.writer, current.sess.run(g.epoch_summary, {g.model.images: images[:summaries.EPOCH_BATCH]}),
-                  step)
+    batch = {g.model.images: images[:summaries.EPOCH_BATCH]}
+    summaries.add(current.writer, current.sess.run(g.epoch_summary, batch), step)

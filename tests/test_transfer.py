@@ -117,8 +117,8 @@ def test_shape_mismatch_names_variable_and_both_shapes(tmp_path):
 
 def test_session_config_carries_memory_fraction():
     cfg = TransferConfig(gpu_memory_fraction=0.37, allow_growth=True, intra_op_threads=2, inter_op_threads=1)
-    proto = session.config_for(cfg)
+    proto = session.config_proto_for(cfg)
     assert proto.gpu_options.per_process_gpu_memory_fraction == pytest.approx(0.37)
     assert proto.gpu_options.allow_growth
     assert proto.intra_op_parallelism_threads == 2 and proto.inter_op_parallelism_threads == 1
-    assert session.config_for(TransferConfig()).gpu_options.per_process_gpu_memory_fraction == pytest.approx(0.2)
+    assert session.config_proto_for(TransferConfig()).gpu_options.per_process_gpu_memory_fraction == pytest.approx(0.2)

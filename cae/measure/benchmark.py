@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from cae import data, features, models, pipeline, session, summaries, train
-from cae.config import DataConfig, PretrainConfig, SessionConfig, TransferConfig
+from cae.config import IdxDataConfig, PretrainConfig, SessionConfig, TransferConfig
 from cae.errors import UserError
 from cae.measure import kernel_profile
 from cae.pretrain import build_graph as build_autoencoder
@@ -87,30 +87,30 @@ def _tracer(sess, fetches, cfg, feed=lambda: None):
 
 def _session(graph, cfg, sessions):
     """A Session closed when ``sessions`` exits; never made the default, since Keras cases run eagerly beside it."""
-    sess = v1.Session(graph=graph, config=session.config_for(cfg))
+    sess = v1.Session(graph=graph, config=session.config_proto_for(cfg))
     sessions.callback(sess.close)
     return sess
 
 
-def _training_step(graph, t, model_cfg, cfg, sessions, feed_for):
+def _training_step(g, model_cfg, cfg, sessions, feed_for):
     """The toolkit's own step (summaries.training_step: train/ summaries every --summary_every_steps, into a
-    throwaway event file) -> (session, ``step(indices)``)."""
-    sess = _session(graph, cfg, sessions)
-    sess.run(t["init"])
+    throwaway event file) on a training_run.TrainGraph -> (session, ``step(indices)``)."""
+    sess = _session(g.graph, cfg, sessions)
+    sess.run(g.init)
     log_dir = sessions.enter_context(tempfile.TemporaryDirectory())
-    with graph.as_default():
+    with g.graph.as_default():
         writer = v1.summary.FileWriter(log_dir)
     sessions.callback(writer.close)
-    return sess, summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"], feed_for, writer, 0,
+    return sess, summaries.training_step(sess, g.train_op, g.loss, g.train_summary, feed_for, writer, 0,
                                          model_cfg.summary_every_steps)
 
 
-def _graph_training(graph, t, model_cfg, cfg, split, sessions):
+def _graph_training(g, model_cfg, cfg, split, sessions):
     """Blocks of the training loop fed by the tf.data pipeline over ``split``."""
-    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions, lambda indices: None)
-    pipeline.start(sess, t["input"], split, _index_stream(len(split.images), _stream_length(cfg)), cfg.batch_size)
+    sess, train_step = _training_step(g, model_cfg, cfg, sessions, lambda indices: None)
+    g.input.start(sess, split, _index_stream(len(split.images), _stream_length(cfg)), cfg.batch_size)
     batch = np.arange(cfg.batch_size)  # only its length counts: the pipeline brings the images
-    return _block(lambda: train_step(batch), cfg), _tracer(sess, [t["train_op"], t["loss"]], cfg)
+    return _block(lambda: train_step(batch), cfg), _tracer(sess, [g.train_op, g.loss], cfg)
 
 
 def _batch_indices(cfg, split):
@@ -134,40 +134,40 @@ def _total_steps(cfg):
 
 def autoencoder_training(cfg, split, sessions):
     model_cfg = _autoencoder_config(cfg)
-    graph, t = build_autoencoder(model_cfg, _total_steps(cfg))
-    return _graph_training(graph, t, model_cfg, cfg, split, sessions)
+    g = build_autoencoder(model_cfg, _total_steps(cfg))
+    return _graph_training(g, model_cfg, cfg, split, sessions)
 
 
 def autoencoder_training_feed_dict(cfg, split, sessions):
     """The same loop as before tf.data: a numpy batch fed through ``IMAGE_IN`` every step."""
     model_cfg = _autoencoder_config(cfg)
-    graph, t = build_autoencoder(model_cfg, _total_steps(cfg))
-    feed_for = lambda i: {t["images"]: split.images[i]}  # noqa: E731
-    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions, feed_for)
+    g = build_autoencoder(model_cfg, _total_steps(cfg))
+    feed_for = lambda i: pipeline.Feed(g.model.images).feed(split, i)  # noqa: E731
+    sess, train_step = _training_step(g, model_cfg, cfg, sessions, feed_for)
     batches = _batch_indices(cfg, split)
     return (_block(lambda: train_step(next(batches)), cfg),
-            _tracer(sess, [t["train_op"], t["loss"]], cfg, lambda: feed_for(next(batches))))
+            _tracer(sess, [g.train_op, g.loss], cfg, lambda: feed_for(next(batches))))
 
 
 def frozen_classifier_training(cfg, split, sessions):
     model_cfg = _classifier_config(cfg)
-    graph, t = build_classifier(model_cfg, _total_steps(cfg))
-    return _graph_training(graph, t, model_cfg, cfg, split, sessions)
+    g = build_classifier(model_cfg, _total_steps(cfg))
+    return _graph_training(g, model_cfg, cfg, split, sessions)
 
 
 def cached_head_training(cfg, split, sessions):
     """--cache_features: fc1/logits trained on conv2 outputs computed once (untimed), fed in place of their
     tensor, so the frozen convs drop out of every step."""
     model_cfg = dataclasses.replace(_classifier_config(cfg), cache_features=True)
-    graph, t = build_classifier(model_cfg, _total_steps(cfg))
-    key = features.cache_point(t["restored"], t["trained"])
+    g = build_classifier(model_cfg, _total_steps(cfg))
+    _, frozen_output = features.cache_point(g.model, g.restored, g.trained)
     cached = {}
-    feed_for = lambda i: {t[key]: cached["train"][i], t["labels"]: split.labels[i]}  # noqa: E731
-    sess, train_step = _training_step(graph, t, model_cfg, cfg, sessions, feed_for)
-    cached["train"] = features.compute(sess, t[key], t["images"], split.images)
+    feed_for = lambda i: pipeline.Feed(frozen_output, g.input.labels).feed(cached["train"], i)  # noqa: E731
+    sess, train_step = _training_step(g, model_cfg, cfg, sessions, feed_for)
+    cached["train"] = split._replace(images=features.compute(sess, frozen_output, g.model.images, split.images))
     batches = _batch_indices(cfg, split)
     return (_block(lambda: train_step(next(batches)), cfg),
-            _tracer(sess, [t["train_op"], t["loss"]], cfg, lambda: feed_for(next(batches))))
+            _tracer(sess, [g.train_op, g.loss], cfg, lambda: feed_for(next(batches))))
 
 
 def classifier_inference(cfg, split, sessions):
@@ -178,10 +178,10 @@ def classifier_inference(cfg, split, sessions):
         init = v1.global_variables_initializer()
     sess = _session(graph, cfg, sessions)
     sess.run(init)
-    predict = sess.make_callable(t["probabilities"], feed_list=[t["images"]])
+    predict = sess.make_callable(t.probabilities, feed_list=[t.images])
     batches = _batch_indices(cfg, split)
     return (_block(lambda: predict(split.images[next(batches)]), cfg),
-            _tracer(sess, t["probabilities"], cfg, lambda: {t["images"]: split.images[next(batches)]}))
+            _tracer(sess, t.probabilities, cfg, lambda: {t.images: split.images[next(batches)]}))
 
 
 def _keras_clock(cfg, keras, result):
@@ -259,7 +259,7 @@ CASES = [
 
 
 def _group_flags(cfg, group):
-    """``--name=value`` for cfg's settings of a shared group (DataConfig, SessionConfig) that are set."""
+    """``--name=value`` for cfg's settings of a shared group (IdxDataConfig, SessionConfig) that are set."""
     return [f"--{f.name}={getattr(cfg, f.name)}" for f in dataclasses.fields(group) if getattr(cfg, f.name) is not None]
 
 
@@ -269,7 +269,7 @@ def pretrain_peak_rss_mb(cfg):
     with tempfile.TemporaryDirectory() as train_dir:
         command = [sys.executable, os.path.join(REPO, "scripts", "pretrain_cae.py"),
                    f"--epochs={cfg.rss_pretrain_epochs}", f"--train_dir={train_dir}",
-                   *_group_flags(cfg, DataConfig), *_group_flags(cfg, SessionConfig)]
+                   *_group_flags(cfg, IdxDataConfig), *_group_flags(cfg, SessionConfig)]
         start = time.time()
         child = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.time() - start

@@ -38,17 +38,17 @@ def run(cfg):
     everies = cadences(cfg.every)
     images = data.load(download_missing=False).train.images
     model_cfg = PretrainConfig(batch_size=cfg.batch_size, projector_images=0)
-    graph, t = build_graph(model_cfg, total_steps=cfg.rounds * len(everies) * (cfg.steps + 1))
+    g = build_graph(model_cfg, total_steps=cfg.rounds * len(everies) * (cfg.steps + 1))
     results = {every: [] for every in everies}
-    with tempfile.TemporaryDirectory() as logdir, graph.as_default(), \
-            v1.Session(graph=graph, config=session.config_for(model_cfg)) as sess:
+    with tempfile.TemporaryDirectory() as logdir, g.graph.as_default(), \
+            v1.Session(graph=g.graph, config=session.config_proto_for(model_cfg)) as sess:
         writer = v1.summary.FileWriter(logdir)
-        sess.run(t["init"])
-        feed = lambda i: {t["images"]: images[i]}  # noqa: E731
+        sess.run(g.init)
+        feed = lambda i: {g.model.images: images[i]}  # noqa: E731
         step = 0
         for _ in range(cfg.rounds):
             for every in everies:
-                run_step = summaries.training_step(sess, t["train_op"], t["loss"], t["train_summary"], feed, writer,
+                run_step = summaries.training_step(sess, g.train_op, g.loss, g.train_summary, feed, writer,
                                                    step, every or 10 ** 12)
                 run_step(range(cfg.batch_size))  # warm up outside the timing
                 wall, cpu = time.perf_counter(), time.process_time()
