@@ -8,11 +8,12 @@ rejects a bad flag before TensorFlow is imported (seconds, on a small machine), 
 Groups of settings are shared by inheritance, as tensorflow/models' ``define_base(...)`` groups are: a setting
 added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command that reads data or opens a Session.
 
-    DataConfig      data_dir, dataset, download
+    IdxDataConfig   data_dir, dataset, download (the built-in MNIST-format datasets)
+    DataConfig(IdxDataConfig)   + image_dir, image_size, color_mode, split percentages, skip_bad_images
     SessionConfig   gpu_memory_fraction, allow_growth, intra_op_threads, inter_op_threads
     RunConfig(DataConfig, SessionConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch, learning rate
         PretrainConfig, TransferConfig     the two workflow steps
-    ExtractConfig(DataConfig, SessionConfig), BenchmarkConfig(DataConfig, SessionConfig)
+    ExtractConfig(DataConfig, SessionConfig), BenchmarkConfig(IdxDataConfig, SessionConfig)
     ExportConfig, InspectConfig, ExperimentConfig, SummaryOverheadConfig
 """
 
@@ -20,9 +21,11 @@ import dataclasses
 import math
 
 from cae import data
+from cae.data import folders
 
 # Choices, from the code that owns them where that code is TensorFlow-free.
 DATASETS = tuple(data.DATASETS)  # mnist, fashion_mnist
+COLOR_MODES = folders.COLOR_MODES  # auto, grayscale, rgb
 SPLITS = data.SPLITS  # train, validation, test
 LOSSES = ("bce", "mse")  # the autoencoder's reconstruction losses (cae.models)
 SCHEDULES = ("constant", "cosine")  # learning-rate schedules (cae.train.learning_rate)
@@ -35,6 +38,9 @@ def at_least(smallest, note=""):
 
 
 POSITIVE = (lambda v: 0 < v < math.inf, "expected a number > 0")
+PERCENTAGE = (lambda v: 0 < v < 100, "expected a percentage > 0 and < 100")
+IMAGE_SIZE = (lambda v: v >= 8 and v % 4 == 0, "expected a multiple of 4, at least 8 (the encoder halves the "
+                                                 "image twice)")
 FRACTION = (lambda v: 0 < v <= 1, "expected a fraction in (0, 1]")
 
 
@@ -58,7 +64,7 @@ def same_as(config_class, name):
 
 
 @dataclasses.dataclass
-class DataConfig:
+class IdxDataConfig:
     """Where the MNIST-format data comes from."""
     data_dir: str = option(
         None, "Directory with the four IDX .gz files (default: $CAE_DATA_DIR for mnist; then a local copy holding "
@@ -70,8 +76,28 @@ class DataConfig:
 
 
 @dataclasses.dataclass
+class DataConfig(IdxDataConfig):
+    """The data: a built-in dataset, or a folder of your own images (--image_dir, which then replaces --dataset and
+    --data_dir)."""
+    image_dir: str = option(
+        None, "A folder of your own images (PNG, JPEG, BMP, GIF; any size, gray or colour) instead of --dataset: "
+        "one subfolder per class for transfer_classify and extract_features, any folder tree for pretrain_cae.")
+    image_size: int = option(
+        None, "With --image_dir: the square side images are resized to (default: their own size when they all "
+        "share one square size that is a multiple of 4, at most 64; else 28).", check=IMAGE_SIZE)
+    color_mode: str = option("auto", "With --image_dir: grayscale (1 channel), rgb (3), or auto (rgb if any image "
+                                     "has colour).", choices=COLOR_MODES)
+    validation_percentage: int = option(10, "With --image_dir: percentage of images held out for validation (a "
+                                            "stable hash of each file's path decides).", check=PERCENTAGE)
+    testing_percentage: int = option(10, "With --image_dir: percentage of images held out for the test.",
+                                     check=PERCENTAGE)
+    skip_bad_images: bool = option(False, "With --image_dir: skip files that are not decodable images (one "
+                                          "warning) instead of stopping with an error.")
+
+
+@dataclasses.dataclass
 class SessionConfig:
-    """The tf.compat.v1 Session's ConfigProto (cae.session.config_for)."""
+    """The tf.compat.v1 Session's ConfigProto (cae.session.config_proto_for)."""
     gpu_memory_fraction: float = option(0.2, "GPUOptions.per_process_gpu_memory_fraction of the session.",
                                         check=FRACTION)
     allow_growth: bool = option(False, "GPUOptions.allow_growth of the session.")
@@ -166,7 +192,7 @@ class ExtractConfig(DataConfig, SessionConfig):
 
 
 @dataclasses.dataclass
-class BenchmarkConfig(DataConfig, SessionConfig):
+class BenchmarkConfig(IdxDataConfig, SessionConfig):
     # No flag checks here: cae.measure.benchmark.run checks its own settings, from the command line or not.
     output: str = option("reports/benchmark.json", "Where the JSON report goes.")
     batch_size: int = option(128, "Images per step, every case.")

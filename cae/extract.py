@@ -15,12 +15,13 @@ v1 = tf.compat.v1
 LAYER_SCOPES = {"conv2": "conv1,conv2", "latent": "conv1,conv2,latent_var", "fc1": "conv1,conv2,fc1"}
 
 
-def build_graph(layer, shapes):
-    """The encoder up to ``layer``, sized from the checkpoint's shapes; returns (graph, images, output, variables)."""
+def build_graph(layer, shapes, image_shape=models.MNIST_SHAPE):
+    """The encoder up to ``layer`` for images of ``image_shape``, its dense layer sized from the checkpoint's
+    shapes; returns (graph, images, output, variables)."""
     graph = tf.Graph()
     with graph.as_default():
-        images = models.image_input()
-        _, conv2 = models.encoder(images)
+        images = models.image_input(image_shape)
+        _, conv2 = models.encoder(images, image_shape)
         output = layers.flatten(conv2)
         if layer == "latent":
             output = layers.dense(output, shapes.get("latent_var/kernel", (0, 1))[-1], "latent_var")
@@ -37,18 +38,20 @@ def extract(cfg):
         raise UserError(f"--output={cfg.output}: expected a path ending in .npz")
     if not cfg.checkpoint_path:
         raise UserError("--checkpoint_path: required (an autoencoder or classifier checkpoint or directory)")
-    splits = data.load(cfg.data_dir, dataset=cfg.dataset)._asdict()
+    datasets = data.from_config(cfg)
+    splits = datasets.splits()
     if cfg.split not in splits:
         raise UserError(f"--split={cfg.split}: expected one of {', '.join(splits)}")
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
     shapes = restore.checkpoint_shapes(checkpoint)
-    graph, images, output, variables = build_graph(cfg.layer, shapes)
+    graph, images, output, variables = build_graph(cfg.layer, shapes, datasets.image_shape)
     with graph.as_default():
         chosen = restore.select(variables, LAYER_SCOPES[cfg.layer], "layer")
+        restore.check_input_channels(checkpoint, chosen)
         restore.check_compatible(checkpoint, chosen)
         saver = restore.restore_saver(chosen)
     split = splits[cfg.split]
-    with v1.Session(graph=graph, config=session.config_for(cfg)) as sess:
+    with v1.Session(graph=graph, config=session.config_proto_for(cfg)) as sess:
         saver.restore(sess, checkpoint)
         logging.info("extracting %s of %d %s images from %s", cfg.layer, len(split.labels), cfg.split, checkpoint)
         values = features.compute(sess, output, images, split.images, cfg.batch_size,
@@ -57,6 +60,6 @@ def extract(cfg):
     os.makedirs(directory, exist_ok=True)
     tmp = cfg.output[:-len(".npz")] + ".tmp.npz"  # written whole, then renamed: never half a file
     np.savez(tmp, features=values, labels=split.labels, layer=cfg.layer, checkpoint=checkpoint,
-             dataset=cfg.dataset, split=cfg.split)
+             dataset=cfg.image_dir or cfg.dataset, split=cfg.split, class_names=np.array(datasets.class_names))
     os.replace(tmp, cfg.output)
     return values, split.labels

@@ -43,9 +43,8 @@ def pretrain(cfg, datasets=None):
     """
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
-    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.max_train_examples,
-                                     download_missing=cfg.download, limit_flag="max_train_examples",
-                                     dataset=cfg.dataset)
+    datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
+                                            limit_flag="max_train_examples")
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     g = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size),
                     datasets.image_shape)

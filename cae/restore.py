@@ -99,6 +99,21 @@ def check_compatible(checkpoint, variables):
                             f"({_first_line(e)})") from None
 
 
+def check_input_channels(checkpoint, variables, flag="color_mode"):
+    """conv1's kernel [5, 5, C, 16] takes C-channel images: a gray checkpoint cannot restore into a model of colour
+    images (or back). UserError naming both shapes and the flag that fixes it."""
+    stored = checkpoint_shapes(checkpoint).get("conv1/kernel")
+    kernel = next((v for v in variables if v.op.name == "conv1/kernel"), None)
+    if stored is None or kernel is None or stored[2] == kernel.shape[2]:
+        return
+    fix = {1: "grayscale", 3: "rgb"}.get(stored[2])
+    hint = (f"pass --{flag}={fix} to train on {fix} versions of the images" if fix else
+            f"pretrain on images with {kernel.shape[2]} channels")
+    raise UserError(f"{checkpoint}: cannot restore conv1/kernel: {list(stored)} in the checkpoint "
+                    f"({stored[2]}-channel images), {kernel.shape.as_list()} in the model ({kernel.shape[2]}-channel "
+                    f"images); {hint}")
+
+
 def restore_saver(variables):
     """A Saver for exactly these variables, keyed by name so it reads them from any graph's checkpoint."""
     return v1.train.Saver(var_list={v.op.name: v for v in variables}, name="restore_saver")

@@ -68,6 +68,7 @@ def initialize(sess, g, cfg):
     if not cfg.checkpoint_path:
         return restore.report_lines([], g.model_variables, None, g.trained, cfg.restored_lr_multiplier)
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+    restore.check_input_channels(checkpoint, g.restored)
     restore.check_compatible(checkpoint, g.restored)
     g.restore_saver.restore(sess, checkpoint)
     return restore.report_lines(g.restored, g.model_variables, checkpoint, g.trained, cfg.restored_lr_multiplier)
@@ -81,8 +82,7 @@ def transfer(cfg, datasets=None):
     """
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
-    datasets = datasets or data.load(cfg.data_dir, num_labels=cfg.num_labels, download_missing=cfg.download,
-                                     dataset=cfg.dataset)
+    datasets = datasets or data.from_config(cfg, limit=cfg.num_labels)
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size)
     g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names))

@@ -18,6 +18,8 @@ from typing import NamedTuple, Tuple
 
 import numpy as np
 
+from cae.errors import UserError
+
 # MNIST's geometry: the default of Datasets.image_shape and the input of the models built for 28x28 gray images.
 IMAGE_SIZE = 28
 NUM_PIXELS = IMAGE_SIZE * IMAGE_SIZE
@@ -83,11 +85,28 @@ from cae.data.idx import (  # noqa: E402
     FILES, MNIST_MIRRORS, MNIST_SHA256, SHARED_MNIST_DIR, VALIDATION_SIZE, Source, default_cache_dir, download,
     ensure_files, file_names, load, load_split, read_idx_gz, resolve_data_dir, source)
 
+
+
+def from_config(cfg, labelled=True, limit=None, limit_flag="num_labels"):
+    """The Datasets a cae.config.DataConfig asks for: the folder ``cfg.image_dir`` (``labelled``: one subfolder per
+    class; else every image below it), or the built-in ``cfg.dataset``. ``limit`` keeps the first N training
+    images (--num_labels, --max_train_examples: ``limit_flag`` names it in errors)."""
+    if not cfg.image_dir:
+        return load(cfg.data_dir, num_labels=limit, download_missing=cfg.download, limit_flag=limit_flag,
+                    dataset=cfg.dataset)
+    if cfg.data_dir:
+        raise UserError(f"--image_dir={cfg.image_dir} and --data_dir={cfg.data_dir}: give one of them (--data_dir "
+                        f"holds the IDX files of --dataset, --image_dir your own images)")
+    return load_image_dir(cfg.image_dir, cfg.image_size, cfg.color_mode, cfg.validation_percentage,
+                          cfg.testing_percentage, num_labels=limit, labelled=labelled,
+                          skip_bad_images=cfg.skip_bad_images, limit_flag=limit_flag)
+
+
 __all__ = [
     "IMAGE_SIZE", "NUM_PIXELS", "NUM_CLASSES", "DIGIT_NAMES", "SPLITS", "Split", "Datasets", "to_float",
     "cache", "folders", "idx", "splits", "IMAGE_EXTENSIONS", "load_image_dir",
     "DATASETS", "FASHION_MNIST_CLASS_NAMES", "FASHION_MNIST_MIRRORS", "FASHION_MNIST_SHA256",
     "FASHION_MNIST_SYSTEM_DIR", "FILES", "MNIST_MIRRORS", "MNIST_SHA256", "SHARED_MNIST_DIR", "VALIDATION_SIZE",
     "Source", "default_cache_dir", "download", "ensure_files", "file_names", "load", "load_split", "read_idx_gz",
-    "resolve_data_dir", "source",
+    "resolve_data_dir", "source", "from_config",
 ]

@@ -23,8 +23,8 @@ looks at the decoded pixels, not at the file's colour model: an image has colour
 has R, G and B not all equal, so gray scans saved as RGB and palette images of gray colours stay 1 channel.
 
 Size: ``image_size`` None means the images' own size when all of them are square and share one size that is a
-multiple of 4 (at least 8); else 28. The encoder's two stride-2 convolutions and the decoder's two doublings need a
-multiple of 4.
+multiple of 4 from 8 to 64; else 28 (large photos need an explicit --image_size: memory grows with its square).
+The encoder's two stride-2 convolutions and the decoder's two doublings need a multiple of 4.
 
 Decoding many files uses a pool of worker processes started with "spawn" (TensorFlow may already be loaded here,
 and forking a process with TensorFlow's threads is unsafe); they import only this package. Decoded pixels are
@@ -49,6 +49,9 @@ from cae.progress import format_duration
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 COLOR_MODES = ("auto", "grayscale", "rgb")
 DEFAULT_IMAGE_SIZE = 28
+# The largest own size taken without --image_size: 50,000 photos of 512x512x3 would need 157 GB as float32, so a
+# folder of large photos gets 28 unless the user asks for more.
+MAX_OWN_SIZE = 64
 MIN_IMAGES_PER_CLASS = 20  # fewer gives a warning
 POOL_THRESHOLD = 500  # more files than this are decoded by worker processes (below, starting them costs more)
 UNLABELLED_ROOT_CLASS = "."
@@ -249,7 +252,7 @@ def _errors(paths, results):
 def _own_size(sizes):
     """The side all the (width, height) share when they are one square size fit for the model, else 28."""
     side = sizes[0][0] if sizes else 0
-    if all(w == h == side for w, h in sizes) and side >= 8 and side % 4 == 0:
+    if all(w == h == side for w, h in sizes) and 8 <= side <= MAX_OWN_SIZE and side % 4 == 0:
         return side
     return DEFAULT_IMAGE_SIZE
 
