@@ -159,7 +159,8 @@ def predict_main():
     from cae import predict
     flags.DEFINE_string("model", "checkpoints/transfer",
                         "Transfer checkpoint prefix or directory, or a SavedModel directory from cae-export.")
-    flags.DEFINE_bool("json", False, "Print one JSON list (file, class, probability, probabilities) instead.")
+    flags.DEFINE_bool("json", False, "Print one JSON list (file, class, class_name, probability, probabilities) "
+                                     "instead.")
 
     def work(paths):
         results = predict.classify(FLAGS.model, paths)

@@ -1,15 +1,17 @@
 """Export a trained classifier as a SavedModel, built in graph mode with the tf.compat.v1.saved_model builder.
 
-The export graph is fresh: the classifier only (no optimizer, slots or global_step), with two signatures that
-share its variables:
+The export graph is fresh: the classifier only (no optimizer, slots or global_step), sized from the checkpoint
+(image size and channels from conv1/fc1, classes from logits), with two signatures that share its variables:
 
-- ``serving_default``: ``images`` float32 [N, 28, 28] in [0, 1], the scale the classifier was trained on;
-- ``serving_uint8``: ``images`` uint8 [N, 28, 28] (0-255), divided by 255 in the graph (Grappler turns that
+- ``serving_default``: ``images`` float32 [N, H, W] (gray) or [N, H, W, 3] (colour) in [0, 1], the scale the
+  classifier was trained on (MNIST: [N, 28, 28]);
+- ``serving_uint8``: ``images`` uint8 of the same shape (0-255), divided by 255 in the graph (Grappler turns that
   into a multiply by 1/255, so inputs may differ from cae.data's by one float32 ulp: same classes, probabilities
   within about 1e-6);
 
-each returning ``classes`` int64 [N] and ``probabilities`` float32 [N, 10]. A SignatureDef has one dtype per
-input, hence two signatures for the two input kinds.
+each returning ``classes`` int64 [N] and ``probabilities`` float32 [N, K]. A SignatureDef has one dtype per
+input, hence two signatures for the two input kinds. ``assets/labels.txt`` names the classes in logit order and
+``assets/input.json`` says how images were made (cae.model_info), so cae-predict uses the model as it was trained.
 """
 
 import os
@@ -18,8 +20,7 @@ import tempfile
 
 import tensorflow as tf
 
-from cae import models, restore, session
-from cae.data import IMAGE_SIZE, NUM_PIXELS
+from cae import model_info, models, restore, session
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -28,35 +29,52 @@ DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE
 UINT8_SIGNATURE = "serving_uint8"
 
 
-def _outputs(images, name):
-    """The signature outputs of the classifier on [N, 28, 28] float images in [0, 1]."""
-    t = models.classifier(tf.reshape(images, [-1, NUM_PIXELS]))
+def _outputs(images, name, image_shape, num_classes):
+    """The signature outputs of the classifier on [N, H, W(, C)] float images in [0, 1]."""
+    t = models.classifier(tf.reshape(images, [-1, models.num_pixels(image_shape)]), num_classes,
+                          image_shape=image_shape)
     return {"classes": tf.identity(t.predictions, name=f"{name}/classes"),
             "probabilities": tf.identity(t.probabilities, name=f"{name}/probabilities")}
 
 
-def serving_signatures():
+def input_shape(image_shape):
+    """The signature's image shape: [N, H, W] for gray images (as MNIST arrays come), [N, H, W, C] else."""
+    height, width, channels = image_shape
+    return [None, height, width] if channels == 1 else [None, height, width, channels]
+
+
+def serving_signatures(image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES):
     """Add the classifier to the default graph, fed by a float and a uint8 placeholder (the second copy reuses
     the first one's variables). Returns {signature name: {"inputs": {...}, "outputs": {...}}}."""
-    shape = [None, IMAGE_SIZE, IMAGE_SIZE]
+    shape = input_shape(image_shape)
     float_images = v1.placeholder(tf.float32, shape, name="images")
     uint8_images = v1.placeholder(tf.uint8, shape, name="images_uint8")
-    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE)
+    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE, image_shape, num_classes)
     with v1.variable_scope(v1.get_variable_scope(), reuse=True):
-        uint8_outputs = _outputs(tf.cast(uint8_images, tf.float32) / 255.0, UINT8_SIGNATURE)
+        uint8_outputs = _outputs(tf.cast(uint8_images, tf.float32) / 255.0, UINT8_SIGNATURE, image_shape,
+                                 num_classes)
     return {DEFAULT_SIGNATURE: {"inputs": {"images": float_images}, "outputs": float_outputs},
             UINT8_SIGNATURE: {"inputs": {"images": uint8_images}, "outputs": uint8_outputs}}
 
 
-def restore_classifier(sess, checkpoint_path, flag="checkpoint_path"):
-    """Restore every classifier variable of the session's graph from a transfer checkpoint (prefix or directory);
-    UserError naming the checkpoint and each missing or misshapen variable. Returns the checkpoint prefix."""
-    checkpoint = restore.resolve_checkpoint(checkpoint_path, flag)
+def classifier_info(checkpoint):
+    """(class names, model_info.InputSpec) of a classifier checkpoint prefix: its shapes, and the labels.txt and
+    input.json beside it; UserError naming the checkpoint if it holds no classifier."""
+    shapes = restore.checkpoint_shapes(checkpoint)
+    missing = [name for name in models.CLASSIFIER_VARIABLES if name not in shapes]
+    if missing:
+        raise UserError(f"{checkpoint}: cannot restore: {'; '.join(f'{name} missing' for name in missing)} (not "
+                        f"a classifier checkpoint)")
+    return model_info.read(os.path.dirname(checkpoint), shapes)
+
+
+def restore_classifier(sess, checkpoint):
+    """Restore every classifier variable of the session's graph from a transfer checkpoint prefix; UserError naming
+    the checkpoint and each missing or misshapen variable."""
     variables = sess.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES)
     restore.check_compatible(checkpoint, variables)
     with sess.graph.as_default():
         restore.restore_saver(variables).restore(sess, checkpoint)
-    return checkpoint
 
 
 def _check_export_dir(export_dir):
@@ -73,19 +91,28 @@ def export(cfg):
     It is built in a temporary sibling directory and renamed into place, so a failed export leaves nothing.
     """
     _check_export_dir(cfg.export_dir)
+    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+    class_names, spec = classifier_info(checkpoint)
     parent = os.path.dirname(os.path.abspath(cfg.export_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)  # private (0700); the builder makes model/ in it
     try:
+        assets = os.path.join(staging, "assets")
+        os.makedirs(assets)
+        model_info.write(assets, class_names, spec)  # the builder copies them into the SavedModel's assets/
         graph = tf.Graph()
         with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
-            signatures = serving_signatures()
-            checkpoint = restore_classifier(sess, cfg.checkpoint_path)
+            signatures = serving_signatures(spec.image_shape, len(class_names))
+            restore_classifier(sess, checkpoint)
             signature_defs = {name: v1.saved_model.predict_signature_def(s["inputs"], s["outputs"])
                               for name, s in signatures.items()}
+            for name in (model_info.LABELS_FILE, model_info.INPUT_FILE):
+                v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS,
+                                     tf.constant(os.path.join(assets, name), name=f"asset_{name.split('.')[0]}"))
             builder = v1.saved_model.Builder(os.path.join(staging, "model"))
-            builder.add_meta_graph_and_variables(sess, [v1.saved_model.tag_constants.SERVING],
-                                                 signature_def_map=signature_defs, strip_default_attrs=True)
+            builder.add_meta_graph_and_variables(
+                sess, [v1.saved_model.tag_constants.SERVING], signature_def_map=signature_defs,
+                assets_collection=v1.get_collection(v1.GraphKeys.ASSET_FILEPATHS), strip_default_attrs=True)
             builder.save()
         os.replace(os.path.join(staging, "model"), cfg.export_dir)  # replaces an empty export_dir
     finally:

@@ -25,6 +25,11 @@ ENCODER_STRIDE = 4  # conv1 and conv2 each halve the image: height and width mus
 CONV2_FILTERS = 32
 
 
+# The classifier's variables, as tf.layers named them (restore and export check a checkpoint against them).
+CLASSIFIER_VARIABLES = tuple(f"{layer}/{kind}" for layer in ("conv1", "conv2", "fc1", "logits")
+                             for kind in ("kernel", "bias"))
+
+
 class Autoencoder(NamedTuple):
     images: tf.Tensor  # [N, H*W*C] input
     conv1: tf.Tensor

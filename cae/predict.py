@@ -1,9 +1,13 @@
-"""Classify image files with a transfer checkpoint or an exported SavedModel.
+"""Classify image files with a transfer checkpoint or an exported SavedModel, by class name.
 
-Any PNG or JPEG (also GIF, BMP: what tf.io.decode_image reads), any size, gray or color, is turned into what the
-classifier was trained on: a 28x28 gray image in [0, 1], light digit on a dark background, and, unless it is
-28x28 already, made the way MNIST's own images were: the digit fitted into a 20x20 box, its centre of mass put at
-the centre of the 28x28 field.
+Each file is made into what the classifier was trained on (the model's input.json says which way, cae.model_info):
+
+- a model trained on your own image folder gets every file decoded, centre-cropped and resized by the very code
+  that made its training images (cae.data.folders.decode_image), in its size and channels;
+- an MNIST-format model gets any PNG or JPEG (also GIF, BMP: what tf.io.decode_image reads), any size, gray or
+  color, as a 28x28 gray image in [0, 1], light digit on a dark background, and, unless it is 28x28 already, made
+  the way MNIST's own images were: the digit fitted into a 20x20 box, its centre of mass put at the centre of the
+  28x28 field.
 """
 
 import os
@@ -11,8 +15,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from cae import data, export, restore, session
-from cae.data import IMAGE_SIZE
+from cae import data, export, model_info, restore, session
+from cae.data import IMAGE_SIZE, folders
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -98,40 +102,67 @@ def _reason(op_error):
     return lines[-1]
 
 
+def read_folder_images(paths, image_shape):
+    """float32 [N, H*W*C] in [0, 1] for the files, decoded, cropped and resized exactly as cae.data.folders made the
+    training images; UserError naming the first file that is missing or not an image."""
+    size, _, channels = image_shape
+    color_mode = "grayscale" if channels == 1 else "rgb"
+    pixels = np.zeros([len(paths), size, size, channels], np.uint8)
+    for i, path in enumerate(paths):
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: cannot read (No such file or directory)")
+        try:
+            pixels[i] = folders.decode_image(path, size, color_mode)
+        except Exception as e:  # noqa: BLE001 - Pillow raises many kinds; each means "not a decodable image"
+            raise UserError(f"{path}: not a decodable image ({' '.join(str(e).split()) or type(e).__name__})") \
+                from None
+    return data.to_float(pixels.reshape(len(paths), -1))
+
+
 def is_saved_model(path):
     return os.path.isfile(os.path.join(path, "saved_model.pb"))
 
 
 def open_model(sess, model):
     """Load a SavedModel directory, or build the classifier and restore a checkpoint (prefix or directory), into
-    the session's graph. Returns the serving_default signature: (images placeholder, {name: output tensor})."""
+    the session's graph. Returns the serving_default signature's (images placeholder, {name: output tensor}), the
+    class names and the model_info.InputSpec."""
     if is_saved_model(model):
         meta_graph = v1.saved_model.load(sess, [v1.saved_model.tag_constants.SERVING], model)
         signature = meta_graph.signature_def[export.DEFAULT_SIGNATURE]
         images = sess.graph.get_tensor_by_name(signature.inputs["images"].name)
         outputs = {key: sess.graph.get_tensor_by_name(info.name) for key, info in signature.outputs.items()}
-        return images, outputs
+        shapes = restore.checkpoint_shapes(os.path.join(model, "variables", "variables"))
+        class_names, spec = model_info.read(os.path.join(model, "assets"), shapes)
+        return images, outputs, class_names, spec
     try:
         checkpoint = restore.resolve_checkpoint(model, flag="model")
     except UserError as e:
         raise UserError(f"{e}; nor is it a SavedModel directory (no saved_model.pb)") from None
-    signature = export.serving_signatures()[export.DEFAULT_SIGNATURE]
-    export.restore_classifier(sess, checkpoint, flag="model")
-    return signature["inputs"]["images"], signature["outputs"]
+    class_names, spec = export.classifier_info(checkpoint)
+    signature = export.serving_signatures(spec.image_shape, len(class_names))[export.DEFAULT_SIGNATURE]
+    export.restore_classifier(sess, checkpoint)
+    return signature["inputs"]["images"], signature["outputs"], class_names, spec
 
 
 def classify(model, paths):
-    """One dict per file: file, class, probability (of that class) and all ten probabilities."""
+    """One dict per file: file, class (the predicted logit's index), class_name, probability (of that class) and
+    every class's probability (in the order of the class names)."""
     if not paths:
-        raise UserError("no image files given: pass PNG or JPEG paths after the flags")
-    images = read_images(paths)
+        raise UserError("no image files given: pass image paths after the flags")
     graph = tf.Graph()
     with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
-        inputs, outputs = open_model(sess, model)
-        got = sess.run(outputs, {inputs: images})
-    return [{"file": path, "class": int(cls), "probability": float(p[cls]), "probabilities": p.tolist()}
-            for path, cls, p in zip(paths, got["classes"], got["probabilities"])]
+        inputs, outputs, class_names, spec = open_model(sess, model)
+        if spec.source == "image_dir":
+            images = read_folder_images(paths, spec.image_shape)
+        else:
+            images = read_images(paths)
+        shape = export.input_shape(spec.image_shape)
+        got = sess.run(outputs, {inputs: images.reshape([-1, *shape[1:]])})
+    return [{"file": path, "class": int(index), "class_name": class_names[index], "probability": float(p[index]),
+             "probabilities": p.tolist()}
+            for path, index, p in zip(paths, got["classes"], got["probabilities"])]
 
 
 def format_line(result):
-    return f"{result['file']}: {result['class']} (probability {result['probability']:.4f})"
+    return f"{result['file']}: {result['class_name']} (probability {result['probability']:.4f})"

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import tensorflow as tf
 from absl import logging
 
-from cae import labels, pipeline, projector, session, summaries, train, train_dir
+from cae import model_info, pipeline, projector, session, summaries, train, train_dir
 
 v1 = tf.compat.v1
 
@@ -57,15 +57,16 @@ class Run(NamedTuple):
 
 
 def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, prepare_batches=None,
-        class_names=None):
+        classifier_info=None):
     """Train ``g`` on ``datasets`` in cfg.train_dir from its global step to cfg.epochs; return the metrics.
 
     ``initialize(sess)`` runs the initializer and restores (the train_dir's own checkpoint, or a selective
     restore) and returns lines for the log. ``prepare_batches(sess)`` returns (batches, splits) for training
     and evaluation (default: the pipeline over ``datasets``). ``on_epoch_end(run, epoch, step)`` validates and
     saves, returning True to stop early; ``finish(run, step)`` tests and returns the workflow's metrics, to
-    which the run adds its own (steps, times, images/s) before writing ``metrics.json``. ``class_names`` (a
-    classifier's, in logit order) go to ``labels.txt`` as soon as the train_dir is claimed.
+    which the run adds its own (steps, times, images/s) before writing ``metrics.json``. A classifier's
+    ``classifier_info`` (class names in logit order, model_info.InputSpec) go to ``labels.txt`` and ``input.json``
+    as soon as the train_dir is claimed.
     """
     with v1.Session(graph=g.graph, config=session.config_proto_for(cfg)) as sess, \
             contextlib.ExitStack() as claimed:
@@ -74,8 +75,8 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         first_step = int(sess.run(g.global_step))
         claimed.enter_context(train_dir.claim(cfg.train_dir))  # from here on, this run alone writes there
         writer = train_dir.event_writer(cfg.train_dir, g.graph, first_step)
-        if class_names:
-            labels.write(cfg.train_dir, class_names)
+        if classifier_info:
+            model_info.write(cfg.train_dir, *classifier_info)
         if g.embedding is not None:
             projector.write_assets(cfg.train_dir, g.embedding.variable, *projector_set, datasets.image_shape,
                                    datasets.class_names)

@@ -6,8 +6,8 @@ import os
 import tensorflow as tf
 from absl import logging
 
-from cae import data, features, labels, models, optimize, pipeline, projector, restore, summaries, train
-from cae import train_dir, training_run
+from cae import data, features, model_info, models, optimize, pipeline, projector, restore, summaries
+from cae import train, train_dir, training_run
 
 v1 = tf.compat.v1
 
@@ -86,7 +86,7 @@ def transfer(cfg, datasets=None):
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size)
     g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names))
-    labels.check_resume(cfg.train_dir, datasets.class_names)
+    model_info.check_resume(cfg.train_dir, datasets.class_names)
     # With --cache_features the frozen layers' outputs, computed once, are fed in place of their tensor (a fed
     # tensor cuts everything below it out of the run), so the pipeline never starts.
     cache_point = features.cache_point(g.model, g.restored, g.trained) if cfg.cache_features else None
@@ -137,4 +137,5 @@ def transfer(cfg, datasets=None):
                 "best_validation_accuracy": best["accuracy"], "class_names": list(datasets.class_names)}
 
     return training_run.run(cfg, g, datasets, initialize_and_log, on_epoch_end, finish, projector_set,
-                            prepare_batches, class_names=datasets.class_names)
+                            prepare_batches,
+                            classifier_info=(datasets.class_names, model_info.spec_of(datasets, cfg.image_dir)))

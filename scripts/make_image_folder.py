@@ -4,8 +4,9 @@
 
 writes /tmp/digits/<class>/<index>.png: the first --per_class images of each class in the --split (test by default),
 <index> being the image's position in that split. Fashion-MNIST class folders are the class names with '/' made
-'-' (T-shirt-top, Trouser, ...). --format=mixed cycles through PNG, JPEG, BMP and GIF; --color draws each class in
-its own colours (stroke and background) so the folder is RGB; --size=32 or --size=36x30 (width x height) resizes,
+'-' (T-shirt-top, Trouser, ...). --format=mixed cycles through PNG, JPEG, BMP and GIF; --color draws each image in
+random colours (stroke and background; the same for every class, so colour tells nothing about the class) so the
+folder is RGB; --size=32 or --size=36x30 (width x height) resizes,
 the latter to exercise the centre crop of non-square images. Needs neither TensorFlow nor the network when the
 dataset's files are present (see --data_dir).
 """
@@ -40,9 +41,9 @@ def parse_size(text):
     return width, height
 
 
-def class_colours(label, seed):
-    """(stroke, background) RGB colours of a class: random per class, at least 100 apart in luma."""
-    rng = np.random.default_rng([seed, label])
+def image_colours(index, seed):
+    """(stroke, background) RGB colours of image ``index``: random per image, at least 100 apart in luma."""
+    rng = np.random.default_rng([seed, index])
     luma = np.array([0.299, 0.587, 0.114])
     while True:
         stroke, background = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
@@ -74,10 +75,10 @@ def write_folder(images, labels, class_names, output, per_class, classes, file_f
     for label in classes:
         directory = os.path.join(output, folder_name(class_names[label]))
         os.makedirs(directory)
-        stroke, background = class_colours(label, seed)
         for index in np.flatnonzero(labels == label)[:per_class]:
             gray = np.rint(images[index].reshape(data.IMAGE_SIZE, data.IMAGE_SIZE) * 255).astype(np.uint8)
             if color:
+                stroke, background = image_colours(index, seed)
                 weight = gray[:, :, None] / 255.0
                 image = Image.fromarray(np.rint(background + (stroke - background) * weight).astype(np.uint8), "RGB")
             else:
@@ -100,7 +101,7 @@ def main(argv=None):
     parser.add_argument("--classes", help="comma-separated class indices or names (default: all)")
     parser.add_argument("--format", choices=sorted(EXTENSIONS), default="png",
                         help="png, jpg, or mixed (PNG, JPEG, BMP and GIF in turn)")
-    parser.add_argument("--color", action="store_true", help="tint each class with its own random colours")
+    parser.add_argument("--color", action="store_true", help="draw each image in random colours")
     parser.add_argument("--size", type=parse_size, help="resize to N x N or WIDTHxHEIGHT (default: 28x28)")
     parser.add_argument("--split", choices=["test", "train"], default="test")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --color colours")

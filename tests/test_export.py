@@ -76,4 +76,4 @@ def test_refuses_a_non_empty_export_dir_and_leaves_it_alone(transfer_dir, tmp_pa
 def test_autoencoder_checkpoint_is_refused_and_nothing_is_left(cae_checkpoint, tmp_path):
     with pytest.raises(UserError, match="cannot restore: fc1/kernel missing; fc1/bias missing"):
         export.export(ExportConfig(checkpoint_path=cae_checkpoint, export_dir=str(tmp_path / "out" / "1")))
-    assert os.listdir(tmp_path / "out") == []  # no half-written SavedModel, no staging directory
+    assert os.listdir(tmp_path) == ["cae"]  # refused before anything is made: no export dir, no staging directory
