@@ -1,5 +1,7 @@
 """Step 1 of the workflow: train the convolutional autoencoder on images alone (no labels) and checkpoint it."""
 
+import dataclasses
+
 import tensorflow as tf
 from absl import logging
 
@@ -45,6 +47,7 @@ def pretrain(cfg, datasets=None):
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
                                             limit_flag="max_train_examples")
+    cfg = dataclasses.replace(cfg, projector_images=projector.fit_count(cfg.projector_images, datasets.test))
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     g = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size),
                     datasets.image_shape)

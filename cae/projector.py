@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from tensorboard.plugins import projector
 
 from cae import restore
@@ -25,6 +26,16 @@ METADATA_FILE = "metadata.tsv"
 SPRITE_FILE = "sprite.png"
 MAX_SPRITE_SIZE = 8192  # the projector's limit on the sprite's width and height
 MNIST_SHAPE = (28, 28, 1)
+
+
+def fit_count(count, split, flag="projector_images"):
+    """``count`` projector images, or all of a smaller test split (a folder of your own images may hold fewer than
+    the default 2000), which is then logged."""
+    if count > len(split.labels):
+        logging.info("--%s=%d: the test split has %d images, projecting all of them", flag, count,
+                     len(split.labels))
+        return len(split.labels)
+    return count
 
 
 def subset(split, count, flag="projector_images", image_shape=MNIST_SHAPE):

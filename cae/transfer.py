@@ -1,6 +1,7 @@
 """Steps 2-4 of the workflow: build the classifier, restore only the chosen scopes from the autoencoder
 checkpoint, and train only the chosen scopes (TF-Slim's ``--checkpoint_path`` / ``--trainable_scopes`` recipe)."""
 
+import dataclasses
 import os
 
 import tensorflow as tf
@@ -83,6 +84,7 @@ def transfer(cfg, datasets=None):
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, limit=cfg.num_labels)
+    cfg = dataclasses.replace(cfg, projector_images=projector.fit_count(cfg.projector_images, datasets.test))
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size)
     g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names))
