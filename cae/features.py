@@ -63,7 +63,5 @@ def compute_splits(sess, point, images_placeholder, datasets):
     """``datasets`` with every split's images replaced by the output of ``point`` (a cache_point) on them."""
     layer, tensor = point
     logging.info("caching the output of the frozen layers (%s) for every image", layer)
-    return datasets._replace(**{
-        split: getattr(datasets, split)._replace(images=compute(
-            sess, tensor, images_placeholder, getattr(datasets, split).images, log_progress=f"{layer} of {split}"))
-        for split in ("train", "validation", "test")})
+    return datasets.map_splits(lambda name, split: split._replace(images=compute(
+        sess, tensor, images_placeholder, split.images, log_progress=f"{layer} of {name}")))

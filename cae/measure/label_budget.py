@@ -47,8 +47,8 @@ def quick_settings(cfg):
 
 
 def shrink(datasets, train_size, validation_size, test_size):
-    return data.Datasets(*(data.Split(s.images[:n], s.labels[:n]) for s, n in
-                           zip(datasets, (train_size, validation_size, test_size))))
+    sizes = {"train": train_size, "validation": validation_size, "test": test_size}
+    return datasets.map_splits(lambda name, split: data.Split(split.images[:sizes[name]], split.labels[:sizes[name]]))
 
 
 def labelled_subset(split, budget, seed):
