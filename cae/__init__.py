@@ -5,4 +5,18 @@ restore/freeze (cae.restore, cae.optimize, cae.features) -> train loop (cae.trai
 cae.progress) -> summaries (cae.summaries, cae.projector). The workflow steps are cae.pretrain and cae.transfer;
 after training: cae.export, cae.predict, cae.extract, cae.inspect_checkpoint. Settings are cae.config dataclasses,
 entry points live in cae.cli. Measuring tools (benchmark, label-budget experiment) are apart, in cae.measure.
+
+Public API (signatures kept stable; README's "cae as a library" uses them and a test runs it):
+
+- cae.data: load(), load_image_dir(), from_config(), Datasets, Split
+- cae.models: image_input(), encoder(), autoencoder(), classifier(), classification_loss(), Autoencoder, Classifier
+- cae.layers: conv2d(), conv2d_transpose(), dense(), flatten()
+- cae.restore: select(), scope_regex(), resolve_checkpoint(), check_compatible(), restore_saver()
+- cae.session: config_proto(), config_proto_for()
+- cae.train, cae.pipeline: learning_rate(), fit(), evaluate(), predict(); pipeline.build(), Input, Feed
+- cae.config: PretrainConfig, TransferConfig, ExportConfig, ExtractConfig (and the shared groups)
+- cae.pretrain.pretrain(cfg), cae.transfer.transfer(cfg), cae.export.export(cfg), cae.predict.classify(),
+  cae.extract.extract(cfg)
+
+Everything else (cae.cli, cae.training_run, cae.measure, ...) may change between versions.
 """

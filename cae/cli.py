@@ -92,7 +92,8 @@ def _quiet_tensorflow():
 
     TF_CPP_MIN_LOG_LEVEL=1 hides later C++ INFO lines (warnings still show); the oneDNN notice is printed to
     file descriptor 2 while the library loads, before any log setting applies, so it is held back here and
-    replayed only if the import itself fails.
+    replayed only if the import itself fails. Without TensorFlow installed (``pip install -e .`` installs no
+    build of it, see setup.cfg) the answer is one line naming the extra to install.
     """
     if "tensorflow" in sys.modules:
         return
@@ -102,7 +103,14 @@ def _quiet_tensorflow():
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            import tensorflow  # noqa: F401
+            import tensorflow
+        except ModuleNotFoundError as e:
+            os.dup2(saved_stderr, 2)
+            if e.name != "tensorflow":
+                raise
+            print("error: TensorFlow is not installed: pip install -e \".[cpu]\" (or \".[gpu]\" on a CUDA "
+                  "machine) in this checkout, then run the command again", file=sys.stderr)
+            sys.exit(2)
         except BaseException:
             os.dup2(saved_stderr, 2)
             held.seek(0)
@@ -111,6 +119,9 @@ def _quiet_tensorflow():
         finally:
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
+    # The v1 API this toolkit teaches is deprecated as a whole; its per-call notices (Saver's remove_checkpoint
+    # when an old checkpoint is deleted, saved_model.load) would fill every run's output with the same warning.
+    tensorflow.get_logger().addFilter(lambda record: "is deprecated and will be removed" not in record.getMessage())
 
 
 def _make_deterministic():

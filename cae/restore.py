@@ -9,6 +9,7 @@ import os
 import re
 
 import tensorflow as tf
+from absl import logging
 
 from cae.errors import UserError
 
@@ -49,6 +50,10 @@ def resolve_checkpoint(path, flag="checkpoint_path"):
         if latest is None:
             raise UserError(f"--{flag}={path}: directory holds no checkpoint (no 'checkpoint' state file "
                             f"naming a model.ckpt-N)")
+        if os.path.dirname(os.path.abspath(latest)) != os.path.abspath(path):
+            # A directory copied from elsewhere keeps a state file with the original's absolute paths.
+            logging.warning("--%s=%s: its 'checkpoint' file points at %s, outside the directory; restoring that "
+                            "one (pass a checkpoint prefix to choose)", flag, path, latest)
         return latest
     if not os.path.exists(path + ".index"):
         raise UserError(f"--{flag}={path}: no such checkpoint (expected {path}.index and {path}.data-*, "

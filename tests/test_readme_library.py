@@ -1,0 +1,88 @@
+"""README's "cae as a library" block, run exactly as written, and the first minutes of a new user: no TensorFlow
+warnings in a normal run, one line when TensorFlow is missing, a warning for a copied checkpoint directory."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from conftest import REPO, run_cli, save_autoencoder_checkpoint, stderr_lines
+
+
+def readme_library_block():
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    section = readme[readme.index("## cae as a library"):]
+    return section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
+
+
+def test_readme_library_block_restores_only_the_convs_and_trains_the_head(tmp_path, mnist_dir):
+    (tmp_path / "checkpoints" / "cae").mkdir(parents=True)
+    checkpoint = save_autoencoder_checkpoint(tmp_path / "checkpoints" / "cae")  # where the block looks for it
+    script = tmp_path / "block.py"
+    script.write_text(readme_library_block())
+    env = dict(os.environ, CAE_DATA_DIR=mnist_dir, PYTHONPATH=REPO)
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    accuracy = float(re.search(r"test accuracy (\d\.\d+)", result.stdout).group(1))
+    assert accuracy > 0.8, result.stdout  # the head alone, on the (untrained, random) convs: chance is 0.1
+    trained = tf.train.load_checkpoint(str(tmp_path / "checkpoints" / "library" / "model.ckpt-1000"))
+    pretrained = tf.train.load_checkpoint(checkpoint)
+    for name in ("conv1/kernel", "conv1/bias", "conv2/kernel", "conv2/bias"):  # restored, then frozen
+        np.testing.assert_array_equal(trained.get_tensor(name), pretrained.get_tensor(name), err_msg=name)
+    assert "fc1/kernel" not in pretrained.get_variable_to_shape_map()
+
+
+def test_workflow_commands_print_no_tensorflow_warnings(tmp_path, mnist_dir):
+    """Two epochs with --keep_checkpoints=1 make the Saver delete old checkpoints (TensorFlow's deprecation
+    notice for remove_checkpoint used to appear then)."""
+    common = ["--max_train_examples=256", "--epochs=2", "--batch_size=64", "--keep_checkpoints=1",
+              "--projector_images=16"]
+    results = [run_cli("pretrain_cae.py", f"--train_dir={tmp_path / 'cae'}", *common, data_dir=mnist_dir)]
+    results.append(run_cli("transfer_classify.py", f"--train_dir={tmp_path / 'transfer'}", "--num_labels=256",
+                           f"--checkpoint_path={tmp_path / 'cae'}", *common[1:], data_dir=mnist_dir))
+    for result in results:
+        assert result.returncode == 0, result.stderr[-3000:]
+        noisy = [line for line in stderr_lines(result)
+                 if re.match(r"(W\d{4} |WARNING|E\d{4} )", line) or "deprecat" in line.lower()]
+        assert noisy == [], noisy
+
+
+def test_missing_tensorflow_is_one_line_naming_the_extra(tmp_path):
+    """As after `pip install -e .` without an extra: the import of tensorflow fails."""
+    runner = tmp_path / "without_tensorflow.py"
+    runner.write_text(
+        "import runpy, sys\n"
+        "class Blocked:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'tensorflow':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Blocked())\n"
+        "sys.argv = sys.argv[1:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    for script, *args in (("pretrain_cae.py",), ("predict.py", "digit.png")):
+        result = subprocess.run([sys.executable, str(runner), os.path.join(REPO, "scripts", script), *args],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert stderr_lines(result) == ['error: TensorFlow is not installed: pip install -e ".[cpu]" (or ".[gpu]" '
+                                        'on a CUDA machine) in this checkout, then run the command again']
+
+
+def test_copied_checkpoint_directory_warns_which_checkpoint_it_restores(tmp_path, mnist_dir):
+    """A 'checkpoint' state file with absolute paths still names the original directory after a copy."""
+    (tmp_path / "original").mkdir()
+    original = save_autoencoder_checkpoint(tmp_path / "original")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in os.listdir(tmp_path / "original"):
+        (copy / name).write_bytes((tmp_path / "original" / name).read_bytes())
+    result = run_cli("transfer_classify.py", f"--checkpoint_path={copy}", f"--train_dir={tmp_path / 'run'}",
+                     "--num_labels=64", "--epochs=0", "--projector_images=0", data_dir=mnist_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in stderr_lines(result) if "outside the directory" in line]
+    assert len(warnings) == 1 and f"--checkpoint_path={copy}: its 'checkpoint' file points at {original}" in warnings[0]
+    assert f"from {original}" in result.stderr  # the restore report names the file really restored
