@@ -15,6 +15,7 @@ from absl import app, flags, logging
 
 from cae.config import (BenchmarkConfig, ExperimentConfig, ExportConfig, ExtractConfig, InspectConfig,
                         PretrainConfig, SummaryOverheadConfig, TransferConfig)
+from cae import progress
 from cae.errors import UserError
 from cae.interrupt import Interrupted
 
@@ -65,6 +66,7 @@ def _run_main(work, takes_arguments=False):
     one line on stderr and exit status 2; a SIGINT/SIGTERM that stopped training (checkpoint saved) is one line and
     exit 130, like a shell's Ctrl-C."""
     def main(argv):
+        progress.plain_console()  # bare lines on stderr; a run's log.txt keeps absl's full records
         _quiet_tensorflow()  # after flag parsing: a bad flag is rejected without TensorFlow
         try:
             if len(argv) > 1 and not takes_arguments:

@@ -52,9 +52,8 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
     per_epoch = steps_per_epoch(num_examples, batch_size)
     total = epochs * per_epoch
     step = first_step
-    progress = Progress(total, batch_size, first_step)
     signals = interrupt.deferred_signals() if save else contextlib.nullcontext(lambda: None)
-    with signals as received:
+    with signals as received, Progress(total, batch_size, first_step, steps_per_epoch=per_epoch) as progress:
         while step < total:
             epoch = step // per_epoch
             order = epoch_order(num_examples, epoch, seed)
@@ -72,6 +71,7 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
                     raise interrupt.Interrupted(received(), step)
                 if save_every_steps and step % save_every_steps == 0 and batch + 1 < per_epoch:
                     save(step)
+            progress.end_epoch()  # the epoch's live line stays; its summary lines come below it
             if on_epoch_end and on_epoch_end(epoch + 1, step):
                 break
     return step

@@ -16,7 +16,7 @@ from typing import Callable, NamedTuple
 import tensorflow as tf
 from absl import logging
 
-from cae import model_info, pipeline, projector, session, summaries, train, train_dir
+from cae import model_info, pipeline, progress, projector, session, summaries, train, train_dir
 
 v1 = tf.compat.v1
 
@@ -70,10 +70,12 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
     """
     with v1.Session(graph=g.graph, config=session.config_proto_for(cfg)) as sess, \
             contextlib.ExitStack() as claimed:
-        for line in initialize(sess):
-            logging.info("%s", line)
+        report = initialize(sess)
         first_step = int(sess.run(g.global_step))
         claimed.enter_context(train_dir.claim(cfg.train_dir))  # from here on, this run alone writes there
+        claimed.enter_context(_log_file(os.path.join(cfg.train_dir, LOG_FILE)))
+        for line in report:
+            logging.info("%s", line)
         writer = train_dir.event_writer(cfg.train_dir, g.graph, first_step)
         if classifier_info:
             model_info.write(cfg.train_dir, *classifier_info)
@@ -112,6 +114,21 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
             metrics["cache_time_s"] = prepare_time
         train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
     return metrics
+
+
+LOG_FILE = "log.txt"  # absl's full records (time, thread, file:line) of every run in the train_dir, appended
+
+
+@contextlib.contextmanager
+def _log_file(path):
+    handler = progress.log_file(path)
+    absl_logger = logging.get_absl_logger()
+    absl_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        absl_logger.removeHandler(handler)
+        handler.close()
 
 
 def write_epoch_summary(current, g, images, step):

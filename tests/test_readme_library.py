@@ -1,5 +1,6 @@
-"""README's "cae as a library" block, run exactly as written, and the first minutes of a new user: no TensorFlow
-warnings in a normal run, one line when TensorFlow is missing, a warning for a copied checkpoint directory."""
+"""README's "cae as a library" block, run exactly as written, and the first minutes of a new user: a clean console
+(no TensorFlow warnings, plain lines when piped, one live line per epoch on a terminal), one line when TensorFlow
+is missing, a warning for a copied checkpoint directory."""
 
 import os
 import re
@@ -45,11 +46,16 @@ def test_workflow_commands_print_no_tensorflow_warnings(tmp_path, mnist_dir):
     results = [run_cli("pretrain_cae.py", f"--train_dir={tmp_path / 'cae'}", *common, data_dir=mnist_dir)]
     results.append(run_cli("transfer_classify.py", f"--train_dir={tmp_path / 'transfer'}", "--num_labels=256",
                            f"--checkpoint_path={tmp_path / 'cae'}", *common[1:], data_dir=mnist_dir))
-    for result in results:
+    for result, run in zip(results, ("cae", "transfer")):
         assert result.returncode == 0, result.stderr[-3000:]
         noisy = [line for line in stderr_lines(result)
                  if re.match(r"(W\d{4} |WARNING|E\d{4} )", line) or "deprecat" in line.lower()]
         assert noisy == [], noisy
+        # piped: plain lines, no timestamps, no in-place redrawing; absl's full records in the run's log.txt
+        assert not [line for line in stderr_lines(result) if re.match(r"[IWEF]\d{4} ", line)]
+        assert "\r" not in result.stderr and "epoch 2/2 step 8/8 loss" in result.stderr
+        log = (tmp_path / run / "log.txt").read_text()
+        assert re.search(r"^I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \w+\.py:\d+\] epoch 2: validation", log, re.M), log
 
 
 def test_missing_tensorflow_is_one_line_naming_the_extra(tmp_path):
@@ -86,3 +92,36 @@ def test_copied_checkpoint_directory_warns_which_checkpoint_it_restores(tmp_path
     warnings = [line for line in stderr_lines(result) if "outside the directory" in line]
     assert len(warnings) == 1 and f"--checkpoint_path={copy}: its 'checkpoint' file points at {original}" in warnings[0]
     assert f"from {original}" in result.stderr  # the restore report names the file really restored
+
+
+def test_terminal_gets_one_live_line_per_epoch_then_its_summary(tmp_path, mnist_dir):
+    """Run under a pseudo-terminal 100 columns wide: tqdm redraws each epoch's line in place."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = dict(os.environ, CAE_DATA_DIR=mnist_dir)
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "scripts", "pretrain_cae.py"),
+                                "--max_train_examples=2560", "--epochs=2", "--batch_size=64", "--projector_images=0",
+                                f"--train_dir={tmp_path / 'cae'}"], stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal closes when the process ends
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(timeout=300) == 0
+    text = b"".join(chunks).decode()
+    shown = [raw.split("\r")[-1] for raw in text.replace("\r\n", "\n").split("\n")]  # what stays on screen
+    bars = [line for line in shown if line.startswith("epoch 1/2:") or line.startswith("epoch 2/2:")]
+    assert len(bars) == 2 and all("2.56k/2.56k" in bar and "img/s, loss" in bar for bar in bars), shown
+    assert text.count("\repoch 1/2:") > 1  # redrawn in place
+    summary = shown.index(bars[0]) + 1
+    assert shown[summary].startswith("epoch 1: validation reconstruction loss"), shown
+    assert not [line for line in shown if re.match(r"[IWEF]\d{4} ", line)]
