@@ -36,9 +36,13 @@ def image_grid(images, rows, cols, image_shape):
 
 
 def reconstruction_image(images, reconstruction, image_shape, count=8):
-    """One image: the first ``count`` inputs on the top row, their reconstructions below."""
+    """One image: the first ``count`` inputs on the top row, their reconstructions below (black tiles where a
+    small validation split has fewer images)."""
+    def first(batch):
+        batch = batch[:count]
+        return tf.pad(batch, [[0, count - tf.shape(batch)[0]], [0, 0]])
     with v1.name_scope(SCOPE):
-        grid = image_grid(tf.concat([images[:count], reconstruction[:count]], axis=0), 2, count, image_shape)
+        grid = image_grid(tf.concat([first(images), first(reconstruction)], axis=0), 2, count, image_shape)
     return v1.summary.image("reconstructions/inputs_vs_outputs", grid, max_outputs=1)
 
 
