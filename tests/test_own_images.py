@@ -201,3 +201,13 @@ def test_bad_folders_are_one_line_and_leave_the_train_dir_alone(tmp_path, mnist,
     result = run_cli("transfer_classify.py", f"--image_dir={folder}", f"--train_dir={train_dir}",
                      "--validation_percentage=20", "--testing_percentage=20")
     assert_rejected(result, train_dir, before, expected)
+
+
+def test_a_tiny_folder_pretrains_with_fewer_validation_images_than_the_grid_shows(tmp_path, mnist):
+    folder = tmp_path / "tiny"
+    write_folder(folder, mnist, per_class=4, size=(28, 28), color=False)  # 12 images: 1 or 2 for validation
+    metrics = pretrain.pretrain(PretrainConfig(image_dir=str(folder), train_dir=str(tmp_path / "cae"), epochs=1,
+                                               batch_size=4, projector_images=4))
+    assert metrics["steps"] > 0 and metrics["test_reconstruction_loss"] > 0
+    grid = Image.open(tmp_path / "cae" / "images" / "reconstructions_inputs_vs_outputs.png")
+    assert grid.size == (8 * 28, 2 * 28)
