@@ -163,6 +163,8 @@ class TransferConfig(RunConfig):
     eval_every_epochs: int = option(1, "Validate and checkpoint after every this many epochs.")
     patience: int = option(0, "Early stopping: stop after this many validations without a better validation "
                               "accuracy and report the test accuracy of the best one (0: off).")
+    stop_at_accuracy: float = option(None, "Stop at the first validation whose accuracy reaches this fraction (e.g. "
+                                           "0.99): its weights are saved and tested.", check=FRACTION)
 
 
 @dataclasses.dataclass

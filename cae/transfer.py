@@ -108,7 +108,8 @@ def transfer(cfg, datasets=None):
     best = {"accuracy": -1.0, "epoch": 0, "evaluations_since": 0}
 
     def on_epoch_end(run, epoch, step):
-        """Validate and checkpoint; with --patience keep the best weights and return True to stop."""
+        """Validate and checkpoint; with --patience keep the best weights; return True to stop (no better
+        validation for --patience validations, or --stop_at_accuracy reached)."""
         if epoch % cfg.eval_every_epochs and epoch != cfg.epochs:
             return False
         val = train.evaluate(run.sess, g.metrics, run.batches, run.splits.validation)
@@ -122,6 +123,11 @@ def transfer(cfg, datasets=None):
                 g.best_saver.save(run.sess, os.path.join(cfg.train_dir, "best", "model.ckpt"), step)
         else:
             best["evaluations_since"] += 1
+        if cfg.stop_at_accuracy and val["accuracy"] >= cfg.stop_at_accuracy:
+            logging.info("validation accuracy %.4f reached --stop_at_accuracy=%g: stopping", val["accuracy"],
+                         cfg.stop_at_accuracy)
+            best["reached_at_epoch"] = epoch
+            return True
         return bool(cfg.patience) and best["evaluations_since"] >= cfg.patience
 
     def finish(run, step):
@@ -136,7 +142,8 @@ def transfer(cfg, datasets=None):
         logging.info("test accuracy: %.4f", test["accuracy"])
         return {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "checkpoint_path": cfg.checkpoint_path,
                 "num_labels": len(datasets.train.labels), "best_epoch": best["epoch"],
-                "best_validation_accuracy": best["accuracy"], "class_names": list(datasets.class_names)}
+                "best_validation_accuracy": best["accuracy"], "class_names": list(datasets.class_names),
+                "stopped_at_accuracy_epoch": best.get("reached_at_epoch")}
 
     return training_run.run(cfg, g, datasets, initialize_and_log, on_epoch_end, finish, projector_set,
                             prepare_batches,

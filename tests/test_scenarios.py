@@ -10,6 +10,7 @@ from cae import features, transfer
 from cae.errors import UserError
 from cae.config import TransferConfig
 
+from conftest import checkpoint_predictions
 from test_transfer import CONV_VARIABLES, HEAD_VARIABLES, values
 
 v1 = tf.compat.v1
@@ -162,3 +163,22 @@ def test_early_stopping_tests_the_best_validation_weights(tmp_path, cae_checkpoi
     assert metrics["steps"] == metrics["best_epoch"] + 2
     best = tf.train.latest_checkpoint(os.path.join(str(tmp_path), "best"))
     assert best.endswith(f"model.ckpt-{metrics['best_epoch']}")
+
+
+def test_stop_at_accuracy_stops_saves_and_tests_those_weights(tmp_path, mnist):
+    small = mnist._replace(train=mnist.train._replace(images=mnist.train.images[:1280],
+                                                      labels=mnist.train.labels[:1280]),
+                           validation=mnist.validation._replace(images=mnist.validation.images[:500],
+                                                                labels=mnist.validation.labels[:500]),
+                           test=mnist.test._replace(images=mnist.test.images[:1000], labels=mnist.test.labels[:1000]))
+    common = dict(epochs=4, batch_size=64, projector_images=0)
+    reached = transfer.transfer(TransferConfig(train_dir=str(tmp_path / "reached"), stop_at_accuracy=0.5, **common),
+                                small)
+    assert reached["stopped_at_accuracy_epoch"] == 1 and reached["steps"] == 20  # one epoch of 1280 / 64
+    assert reached["best_validation_accuracy"] >= 0.5
+    assert tf.train.latest_checkpoint(str(tmp_path / "reached")).endswith("model.ckpt-20")
+    classes, _ = checkpoint_predictions(str(tmp_path / "reached"), small.test.images)  # the saved weights
+    assert reached["test_accuracy"] == pytest.approx(np.mean(classes == small.test.labels), abs=1e-6)
+    never = transfer.transfer(TransferConfig(train_dir=str(tmp_path / "never"), stop_at_accuracy=1.0, **common),
+                              small)
+    assert never["stopped_at_accuracy_epoch"] is None and never["steps"] == 80
