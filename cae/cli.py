@@ -7,6 +7,7 @@ TensorFlow, so every command but predict and inspect rejects a bad flag before T
 """
 
 import dataclasses
+import logging as std_logging
 import os
 import sys
 import tempfile
@@ -121,9 +122,15 @@ def _quiet_tensorflow():
         finally:
             os.dup2(saved_stderr, 2)
             os.close(saved_stderr)
+    # TensorFlow's Python logger: its INFO notes ("Restoring parameters from ...", the SavedModel builder's
+    # staging paths) are not news to a user, and its own handler would print what the console prints again.
     # The v1 API this toolkit teaches is deprecated as a whole; its per-call notices (Saver's remove_checkpoint
     # when an old checkpoint is deleted, saved_model.load) would fill every run's output with the same warning.
-    tensorflow.get_logger().addFilter(lambda record: "is deprecated and will be removed" not in record.getMessage())
+    tf_logger = tensorflow.get_logger()
+    tf_logger.setLevel(std_logging.WARNING)
+    for handler in list(tf_logger.handlers):
+        tf_logger.removeHandler(handler)
+    tf_logger.addFilter(lambda record: "is deprecated and will be removed" not in record.getMessage())
 
 
 def _make_deterministic():

@@ -56,6 +56,15 @@ def test_workflow_commands_print_no_tensorflow_warnings(tmp_path, mnist_dir):
         assert "\r" not in result.stderr and "epoch 2/2 step 8/8 loss" in result.stderr
         log = (tmp_path / run / "log.txt").read_text()
         assert re.search(r"^I\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \w+\.py:\d+\] epoch 2: validation", log, re.M), log
+    # after training too: export and predict say what they did, and nothing of TensorFlow's
+    exported = run_cli("export_savedmodel.py", f"--checkpoint_path={tmp_path / 'transfer'}",
+                       f"--export_dir={tmp_path / 'export' / '1'}")
+    digit = tmp_path / "digit.png"
+    digit.write_bytes((tmp_path / "transfer" / "sprite.png").read_bytes())
+    predicted = run_cli("predict.py", f"--model={tmp_path / 'export' / '1'}", str(digit))
+    for result in (exported, predicted):
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert stderr_lines(result) == [], result.stderr  # no "Restoring parameters", no builder paths
 
 
 def test_missing_tensorflow_is_one_line_naming_the_extra(tmp_path):
