@@ -65,7 +65,7 @@ def classifier_info(checkpoint):
     if missing:
         raise UserError(f"{checkpoint}: cannot restore: {'; '.join(f'{name} missing' for name in missing)} (not "
                         f"a classifier checkpoint)")
-    return model_info.read(os.path.dirname(checkpoint), shapes)
+    return model_info.read(os.path.dirname(checkpoint), *models.classifier_geometry(shapes))
 
 
 def restore_classifier(sess, checkpoint):

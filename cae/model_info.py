@@ -6,7 +6,6 @@ it was trained; a run without them (an older one) is taken as MNIST-format with 
 """
 
 import json
-import math
 import os
 from typing import NamedTuple, Tuple
 
@@ -15,7 +14,6 @@ from cae.errors import UserError
 LABELS_FILE = "labels.txt"
 INPUT_FILE = "input.json"
 SOURCES = ("idx", "image_dir")
-CONV2_FILTERS = 32  # the values per position of conv2's output, which fc1 sees flattened
 
 
 class InputSpec(NamedTuple):
@@ -50,20 +48,9 @@ def read_class_names(directory):
         return None
 
 
-def shapes_of_classifier(shapes):
-    """(image_shape, num_classes) of a classifier from its checkpoint's variable shapes: conv1/kernel
-    [5, 5, C, 16], fc1/kernel [(S/4) * (S/4) * 32, 200] for S x S images, logits/kernel [200, K]."""
-    try:
-        channels, flat, classes = shapes["conv1/kernel"][2], shapes["fc1/kernel"][0], shapes["logits/kernel"][1]
-    except KeyError as e:
-        raise UserError(f"not a classifier checkpoint: {e.args[0]} missing") from None
-    side = 4 * math.isqrt(flat // CONV2_FILTERS)
-    return (side, side, channels), classes
-
-
-def read(directory, shapes):
-    """(class names, InputSpec) of the classifier whose checkpoint (variable ``shapes``) lies in ``directory``."""
-    image_shape, num_classes = shapes_of_classifier(shapes)
+def read(directory, image_shape, num_classes):
+    """(class names, InputSpec) stored in ``directory`` for a classifier of ``image_shape`` images and
+    ``num_classes`` classes (as its checkpoint says, models.classifier_geometry)."""
     names = read_class_names(directory) or tuple(str(i) for i in range(num_classes))
     if len(names) != num_classes:
         raise UserError(f"{os.path.join(directory, LABELS_FILE)}: {len(names)} class names for a classifier of "
@@ -73,10 +60,10 @@ def read(directory, shapes):
             stored = json.load(f)
         spec = InputSpec(tuple(stored["image_shape"]), stored["source"])
     except FileNotFoundError:
-        spec = InputSpec(image_shape, "idx")
+        spec = InputSpec(tuple(image_shape), "idx")
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{os.path.join(directory, INPUT_FILE)}: unreadable ({e})") from None
-    if spec.image_shape != image_shape or spec.source not in SOURCES:
+    if spec.image_shape != tuple(image_shape) or spec.source not in SOURCES:
         raise UserError(f"{os.path.join(directory, INPUT_FILE)}: says {list(spec.image_shape)} images from "
                         f"{spec.source}, the checkpoint's classifier takes {list(image_shape)}")
     return names, spec

@@ -10,6 +10,7 @@ fold them. conv1/conv2 do not depend on the image size, only conv1 on the channe
 size restores into a classifier of another.
 """
 
+import math
 from typing import NamedTuple
 
 import tensorflow as tf
@@ -114,6 +115,14 @@ def classifier(images, num_classes=MNIST_CLASSES, hidden_units=200, image_shape=
         probabilities = tf.nn.softmax(logits, name="probabilities")
         predictions = tf.argmax(logits, axis=1, name="predictions")
     return Classifier(images, conv1, conv2, features, fc1, logits, probabilities, predictions)
+
+
+def classifier_geometry(shapes):
+    """(image_shape, num_classes) of the classifier whose variable shapes (a checkpoint's) are ``shapes``:
+    conv1/kernel [5, 5, C, 16], fc1/kernel [(S/4) * (S/4) * 32, 200] for S x S images, logits/kernel [200, K]."""
+    channels, flat, num_classes = shapes["conv1/kernel"][2], shapes["fc1/kernel"][0], shapes["logits/kernel"][1]
+    side = ENCODER_STRIDE * math.isqrt(flat // CONV2_FILTERS)
+    return (side, side, channels), num_classes
 
 
 def classification_loss(logits, labels):

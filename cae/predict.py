@@ -15,7 +15,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from cae import data, export, model_info, restore, session
+from cae import data, export, model_info, models, restore, session
 from cae.data import IMAGE_SIZE, folders
 from cae.errors import UserError
 
@@ -114,8 +114,7 @@ def read_folder_images(paths, image_shape):
         try:
             pixels[i] = folders.decode_image(path, size, color_mode)
         except Exception as e:  # noqa: BLE001 - Pillow raises many kinds; each means "not a decodable image"
-            raise UserError(f"{path}: not a decodable image ({' '.join(str(e).split()) or type(e).__name__})") \
-                from None
+            raise UserError(f"{path}: not a decodable image ({folders.describe_error(e)})") from None
     return data.to_float(pixels.reshape(len(paths), -1))
 
 
@@ -133,7 +132,7 @@ def open_model(sess, model):
         images = sess.graph.get_tensor_by_name(signature.inputs["images"].name)
         outputs = {key: sess.graph.get_tensor_by_name(info.name) for key, info in signature.outputs.items()}
         shapes = restore.checkpoint_shapes(os.path.join(model, "variables", "variables"))
-        class_names, spec = model_info.read(os.path.join(model, "assets"), shapes)
+        class_names, spec = model_info.read(os.path.join(model, "assets"), *models.classifier_geometry(shapes))
         return images, outputs, class_names, spec
     try:
         checkpoint = restore.resolve_checkpoint(model, flag="model")

@@ -58,8 +58,8 @@ class Progress:
             logging.info(self.line(epoch, num_epochs, step, loss))
 
     def _update_bar(self, epoch, num_epochs, step, loss):
-        from tqdm import tqdm  # only on a terminal
         if self.bar is None:
+            from tqdm import tqdm  # only on a terminal
             done = (step - 1) % self.steps_per_epoch  # steps of this epoch before this one (a resumed run)
             self.bar = tqdm(total=self.steps_per_epoch * self.batch_size, initial=done * self.batch_size,
                             desc=f"epoch {epoch}/{num_epochs}", unit="img", unit_scale=True, dynamic_ncols=True,

@@ -17,6 +17,7 @@ from absl import logging
 from tensorboard.plugins import projector
 
 from cae import restore
+from cae.models import MNIST_SHAPE
 from cae.errors import UserError
 from cae.summaries import encode_png
 
@@ -25,7 +26,6 @@ v1 = tf.compat.v1
 METADATA_FILE = "metadata.tsv"
 SPRITE_FILE = "sprite.png"
 MAX_SPRITE_SIZE = 8192  # the projector's limit on the sprite's width and height
-MNIST_SHAPE = (28, 28, 1)
 
 
 def fit_count(count, split, flag="projector_images"):

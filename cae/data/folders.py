@@ -312,7 +312,8 @@ def probe_size(path):
         return image.size
 
 
-def _describe(error):
+def describe_error(error):
+    """Pillow's error as one line."""
     return " ".join(str(error).split()) or type(error).__name__
 
 
@@ -322,7 +323,7 @@ def _probe_chunk(image_dir, paths):
         try:
             results.append(probe_size(os.path.join(image_dir, path)))
         except Exception as e:  # noqa: BLE001 - any failure means "not a decodable image", reported by name
-            results.append(_describe(e))
+            results.append(describe_error(e))
     return results
 
 
@@ -332,7 +333,7 @@ def _decode_chunk(image_dir, paths, image_size, color_mode):
         try:
             results.append(decode_image(os.path.join(image_dir, path), image_size, color_mode))
         except Exception as e:  # noqa: BLE001
-            results.append(_describe(e))
+            results.append(describe_error(e))
     return results
 
 

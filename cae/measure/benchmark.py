@@ -16,6 +16,7 @@ rest of the graph does (``arithmetic_ceiling_images_per_s`` in the report).
 
 import contextlib
 import dataclasses
+import functools
 import os
 import platform
 import resource
@@ -142,7 +143,7 @@ def autoencoder_training_feed_dict(cfg, split, sessions):
     """The same loop as before tf.data: a numpy batch fed through ``IMAGE_IN`` every step."""
     model_cfg = _autoencoder_config(cfg)
     g = build_autoencoder(model_cfg, _total_steps(cfg))
-    feed_for = lambda i: pipeline.Feed(g.model.images).feed(split, i)  # noqa: E731
+    feed_for = functools.partial(pipeline.Feed(g.model.images).feed, split)
     sess, train_step = _training_step(g, model_cfg, cfg, sessions, feed_for)
     batches = _batch_indices(cfg, split)
     return (_block(lambda: train_step(next(batches)), cfg),
@@ -161,10 +162,10 @@ def cached_head_training(cfg, split, sessions):
     model_cfg = dataclasses.replace(_classifier_config(cfg), cache_features=True)
     g = build_classifier(model_cfg, _total_steps(cfg))
     _, frozen_output = features.cache_point(g.model, g.restored, g.trained)
-    cached = {}
-    feed_for = lambda i: pipeline.Feed(frozen_output, g.input.labels).feed(cached["train"], i)  # noqa: E731
-    sess, train_step = _training_step(g, model_cfg, cfg, sessions, feed_for)
+    frozen_feed, cached = pipeline.Feed(frozen_output, g.input.labels), {}
+    sess, train_step = _training_step(g, model_cfg, cfg, sessions, lambda i: frozen_feed.feed(cached["train"], i))
     cached["train"] = split._replace(images=features.compute(sess, frozen_output, g.model.images, split.images))
+    feed_for = functools.partial(frozen_feed.feed, cached["train"])
     batches = _batch_indices(cfg, split)
     return (_block(lambda: train_step(next(batches)), cfg),
             _tracer(sess, [g.train_op, g.loss], cfg, lambda: feed_for(next(batches))))
