@@ -15,7 +15,7 @@ import tempfile
 from absl import app, flags, logging
 
 from cae.config import (BenchmarkConfig, ExperimentConfig, ExportConfig, ExtractConfig, InspectConfig,
-                        PretrainConfig, SummaryOverheadConfig, TransferConfig)
+                        PretrainConfig, SummaryOverheadConfig, TimeToAccuracyConfig, TransferConfig)
 from cae import progress
 from cae.errors import UserError
 from cae.interrupt import Interrupted
@@ -239,6 +239,16 @@ def experiment_main():
         results = run(_config_from_flags(ExperimentConfig), command=" ".join(["python scripts/experiment.py",
                                                                                 *sys.argv[1:]]))
         print(f"{len(results)} runs; wrote {os.path.join(FLAGS.report_dir, 'label_budget.md')} and .png")
+    _run_main(work)
+
+
+def time_to_accuracy_main():
+    define_flags(TimeToAccuracyConfig)
+
+    def work():
+        from cae.measure import time_to_accuracy
+        print(time_to_accuracy.table(time_to_accuracy.run(_config_from_flags(TimeToAccuracyConfig))))
+        print(f"wrote {FLAGS.output}")
     _run_main(work)
 
 

@@ -16,12 +16,29 @@ from cae.progress import Progress
 v1 = tf.compat.v1
 
 
+# one_cycle: PyTorch's OneCycleLR defaults, the fast-to-accuracy recipe: warm up linearly from base / 25 to base
+# over the first 30% of the steps, then cosine decay to 0.
+ONE_CYCLE_WARMUP_FRACTION = 0.3
+ONE_CYCLE_START_FRACTION = 1 / 25
+
+
 def learning_rate(base, schedule, global_step, total_steps):
-    """A constant rate, or cosine decay from ``base`` to 0 at ``total_steps`` (the run's last step)."""
+    """The rate at ``global_step`` of a run of ``total_steps`` (its last step): constant, cosine decay from
+    ``base`` to 0, or one_cycle. A pure function of the global step, so a resumed run follows the same schedule
+    as an uninterrupted one."""
+    total_steps = max(1, total_steps)
     if schedule == "constant":
         return tf.constant(base, tf.float32, name="learning_rate")
     if schedule == "cosine":
-        return v1.train.cosine_decay(base, global_step, max(1, total_steps), name="learning_rate")
+        return v1.train.cosine_decay(base, global_step, total_steps, name="learning_rate")
+    if schedule == "one_cycle":
+        warmup = max(1, round(ONE_CYCLE_WARMUP_FRACTION * total_steps))
+        with v1.name_scope("one_cycle"):
+            step = tf.cast(global_step, tf.float32)
+            start = base * ONE_CYCLE_START_FRACTION
+            rising = start + (base - start) * step / warmup
+            falling = v1.train.cosine_decay(base, global_step - warmup, max(1, total_steps - warmup))
+        return tf.where(step < warmup, rising, falling, name="learning_rate")
     raise ValueError(f"unknown learning-rate schedule {schedule!r}")
 
 

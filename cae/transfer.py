@@ -81,6 +81,7 @@ def transfer(cfg, datasets=None):
     Everything the user gave (train_dir, data, scopes, checkpoints) is checked before the train_dir is created or
     written to.
     """
+    cfg = cfg.settled()
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, limit=cfg.num_labels)

@@ -52,7 +52,8 @@ def transfer_dir(tmp_path_factory, mnist):
     train_dir = str(tmp_path_factory.mktemp("transfer"))
     small = mnist._replace(train=mnist.train._replace(images=mnist.train.images[:12800],
                                                       labels=mnist.train.labels[:12800]))
-    transfer(TransferConfig(train_dir=train_dir, epochs=1, learning_rate=1e-3), small)
+    transfer(TransferConfig(train_dir=train_dir, epochs=1, batch_size=64, learning_rate=1e-3, lr_schedule="cosine"),
+             small)
     return train_dir
 
 

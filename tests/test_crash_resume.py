@@ -112,10 +112,10 @@ def test_sigkill_at_random_points_then_resume_ends_bit_for_bit_like_an_uninterru
     assert [step for step, _ in scalars(killed, "val/reconstruction_loss")] == list(range(10, PRETRAIN_STEPS + 1, 10))
 
 
-# 640 labelled images in batches of 16 for 5 epochs: 200 steps, every layer trained, cosine learning rate.
+# 640 labelled images in batches of 16 for 5 epochs: 200 steps, every layer trained, one-cycle learning rate.
 def transfer_args(checkpoint):
     return [f"--checkpoint_path={checkpoint}", "--trainable_scopes=conv1,conv2,fc1,logits", "--num_labels=640",
-            "--batch_size=16", "--epochs=5", "--learning_rate=1e-3", "--lr_schedule=cosine", "--seed=4",
+            "--batch_size=16", "--epochs=5", "--learning_rate=1e-3", "--lr_schedule=one_cycle", "--seed=4",
             "--summary_every_steps=1"]
 
 
@@ -181,6 +181,13 @@ def test_sigint_and_sigterm_save_and_exit_130_then_resume_ignores_checkpoint_pat
     assert_same_tensors(read_all(tf.train.latest_checkpoint(str(run_dir))),
                         read_all(tf.train.latest_checkpoint(str(reference))))
     assert scalars(run_dir, "train/loss") == scalars(reference, "train/loss")
+    # The resumed one-cycle schedule is the uninterrupted one, step for step: up for 60 steps (30% of 200), then
+    # down to 0. Entry i is the rate step i trained with, logged at global step i + 1.
+    rates = scalars(reference, "train/learning_rate")
+    assert scalars(run_dir, "train/learning_rate") == rates
+    values = [value for _, value in rates]
+    peak = values.index(max(values))
+    assert peak == 60 and values[0] < max(values) / 20 and values[-1] < max(values) / 1000
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, mnist_dir):

@@ -35,7 +35,7 @@ def step_deltas(g, cfg, images, labels):
 def test_fine_tune_moves_restored_kernels_at_the_smaller_rate(tmp_path, cae_checkpoint, mnist):
     """Adam's first step moves each weight by about the learning rate, so the rates can be read off the step."""
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), trainable_scopes="conv1,conv2,"
-                         "fc1,logits", learning_rate=1e-3, restored_lr_multiplier=0.1)
+                         "fc1,logits", learning_rate=1e-3, lr_schedule="constant", restored_lr_multiplier=0.1)
     g = transfer.build_graph(cfg, total_steps=100)
     with g.graph.as_default():
         deltas, report = step_deltas(g, cfg, *one_batch(mnist))
@@ -54,7 +54,7 @@ def test_fine_tune_moves_restored_kernels_at_the_smaller_rate(tmp_path, cae_chec
 
 def test_multiplier_one_is_plain_fine_tuning(tmp_path, cae_checkpoint, mnist):
     cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), trainable_scopes="conv1,conv2,"
-                         "fc1,logits", learning_rate=1e-3)
+                         "fc1,logits", learning_rate=1e-3, lr_schedule="constant")
     g = transfer.build_graph(cfg, total_steps=100)
     with g.graph.as_default():
         deltas, _ = step_deltas(g, cfg, *one_batch(mnist))
@@ -120,7 +120,7 @@ def test_cached_training_matches_uncached_accuracy(tmp_path, cae_checkpoint, mni
                            test=mnist.test._replace(images=mnist.test.images[:2000],
                                                     labels=mnist.test.labels[:2000]))
     results = [transfer.transfer(TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / str(c)),
-                                                epochs=2, learning_rate=1e-3, cache_features=c), small)
+                                                epochs=2, batch_size=64, learning_rate=1e-3, cache_features=c), small)
                for c in (False, True)]
     assert results[0]["steps"] == results[1]["steps"] == 16
     assert results[1]["test_accuracy"] == pytest.approx(results[0]["test_accuracy"], abs=0.002)

@@ -50,7 +50,8 @@ def mnist_small(mnist):
 def logdir(tmp_path_factory, mnist_small):
     """A short pretrain and a short frozen-conv transfer from it, side by side as TensorBoard runs."""
     root = tmp_path_factory.mktemp("logs")
-    common = dict(epochs=EPOCHS, batch_size=BATCH, summary_every_steps=EVERY, projector_images=PROJECTED)
+    common = dict(epochs=EPOCHS, batch_size=BATCH, summary_every_steps=EVERY, projector_images=PROJECTED,
+                  learning_rate=1e-3, lr_schedule="cosine")
     pretrain(PretrainConfig(train_dir=str(root / "cae"), save_every_steps=3, **common), mnist_small)
     transfer(TransferConfig(train_dir=str(root / "transfer"), checkpoint_path=str(root / "cae"), **common),
              mnist_small)

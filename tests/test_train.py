@@ -40,13 +40,18 @@ def test_resumed_run_sees_the_same_batches_as_an_uninterrupted_one():
     assert head + tail == full
 
 
-@pytest.mark.parametrize("schedule,expected", [("constant", [0.01, 0.01, 0.01]), ("cosine", [0.01, 0.005, 0.0])])
+@pytest.mark.parametrize("schedule,expected", [
+    ("constant", [0.01] * 6),
+    ("cosine", [0.01 * (1 + np.cos(np.pi * s / 100)) / 2 for s in (0, 15, 30, 65)] + [0.0, 0.0]),
+    # one_cycle: linear from 0.01/25 up to 0.01 at step 30 (30% of 100), then cosine down to 0 over the other 70
+    ("one_cycle", [0.0004, 0.0004 + 0.0096 / 2, 0.01, 0.005, 0.0, 0.0]),
+])
 def test_learning_rate_schedules(schedule, expected):
     with tf.Graph().as_default() as graph:
         step = v1.placeholder(tf.int64, [])
         rate = train.learning_rate(0.01, schedule, step, total_steps=100)
         with v1.Session(graph=graph) as sess:
-            got = [sess.run(rate, {step: s}) for s in (0, 50, 100)]
+            got = [sess.run(rate, {step: s}) for s in (0, 15, 30, 65, 100, 120)]
     np.testing.assert_allclose(got, expected, atol=1e-7)
 
 

@@ -7,13 +7,20 @@ is imported here only, so the rest of the toolkit never pays for it.
 
 import keras
 
+from cae import train
 from cae.data import IMAGE_SIZE, NUM_CLASSES, NUM_PIXELS
 
 
 def adam(learning_rate, schedule, total_steps):
     """The optimizer of cae.train.learning_rate + tf.compat.v1.train.AdamOptimizer, in Keras terms."""
+    total_steps = max(1, total_steps)
     if schedule == "cosine":  # cosine_decay with alpha 0: the same formula
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps))
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
+    elif schedule == "one_cycle":  # Keras' linear warm-up, then the same cosine
+        warmup = max(1, round(train.ONE_CYCLE_WARMUP_FRACTION * total_steps))
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            learning_rate * train.ONE_CYCLE_START_FRACTION, max(1, total_steps - warmup),
+            warmup_target=learning_rate, warmup_steps=warmup)
     elif schedule != "constant":
         raise ValueError(f"unknown learning-rate schedule {schedule!r}")
     return keras.optimizers.Adam(learning_rate, epsilon=1e-8)

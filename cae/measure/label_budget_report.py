@@ -102,9 +102,11 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
         "",
         "Each run trains on a labelled subset drawn at random per seed from the training split (all of it when "
         "the budget is larger: the validation split, the last 5,000 of the 60,000 training images, is held "
-        "out). Runs stop early on "
-        "validation accuracy; the test set is evaluated once per run, with the best-validation weights. "
-        "frozen: pretrained conv1/conv2 frozen, fc1/logits trained on cached conv2 features; fine-tuned: every "
+        "out). "
+        + ("Runs stop early on validation accuracy; the test set is evaluated once per run, with the "
+           "best-validation weights. " if cfg.patience else
+           "Each run trains its whole learning-rate schedule; the test set is evaluated once per run, at its end. ")
+        + "frozen: pretrained conv1/conv2 frozen, fc1/logits trained on cached conv2 features; fine-tuned: every "
         "layer trained, the pretrained convs at learning_rate x restored_lr_multiplier; cross-domain: the "
         f"autoencoder was pretrained on {OTHER[cfg.dataset]} instead.",
         "",
