@@ -17,6 +17,7 @@ added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command tha
     ExportConfig, InspectConfig, ExperimentConfig, SummaryOverheadConfig
 """
 
+import collections
 import dataclasses
 import math
 
@@ -149,21 +150,28 @@ class PretrainConfig(RunConfig):
                                      check=at_least(1))
 
 
-EPOCHS = 5  # transfer_classify's epochs from scratch or fine-tuning
-FROZEN_HEAD_EPOCHS = 10  # ... and for the head over frozen, cached convs
+# transfer_classify's two default recipes, measured in README "Time to accuracy" (one-cycle Adam in both): a run
+# that trains convs, and the head alone on the frozen convs' cached output, whose steps are cheap and favour big
+# batches (its matmul is the whole step) but which needs more epochs.
+Recipe = collections.namedtuple("Recipe", "epochs batch_size learning_rate")
+RECIPE = Recipe(epochs=5, batch_size=128, learning_rate=3e-3)
+FROZEN_HEAD_RECIPE = Recipe(epochs=20, batch_size=512, learning_rate=5e-3)
 
 
 @dataclasses.dataclass
 class TransferConfig(RunConfig):
     train_dir: str = replace_default(RunConfig, "train_dir", "checkpoints/transfer")
-    epochs: int = option(None, f"Passes over the training set. Default: {FROZEN_HEAD_EPOCHS} for the frozen-conv "
-                               f"default (--checkpoint_path without --trainable_scopes: a step on cached features "
-                               f"is cheap and the head needs more of them), else {EPOCHS}.", check=at_least(0))
-    batch_size: int = replace_default(RunConfig, "batch_size", 128)
-    # The tutorial's constant Adam 1e-4 plateaus at 98.7-98.8% from scratch here; one-cycle Adam peaking at 3e-3
-    # reaches 99.1% in 5 epochs (README "Time to accuracy"). `--learning_rate=1e-4 --lr_schedule=constant
-    # --batch_size=64` reproduces the tutorial.
-    learning_rate: float = replace_default(RunConfig, "learning_rate", 3e-3)
+    # Defaults: RECIPE, or FROZEN_HEAD_RECIPE for the frozen-conv default (see settled()). The tutorial's constant
+    # Adam 1e-4 plateaus at 98.7-98.8% from scratch here (`--learning_rate=1e-4 --lr_schedule=constant
+    # --batch_size=64` reproduces it); one-cycle Adam reaches 99.1% in 5 epochs.
+    epochs: int = option(None, f"Passes over the training set. Default: {FROZEN_HEAD_RECIPE.epochs} for the "
+                               f"frozen-conv default (--checkpoint_path without --trainable_scopes, the head trained on "
+                               f"cached features), else {RECIPE.epochs}.", check=at_least(0))
+    batch_size: int = option(None, f"Images per training step. Default: {FROZEN_HEAD_RECIPE.batch_size} for the "
+                                   f"frozen-conv default, else {RECIPE.batch_size}.", check=at_least(1))
+    learning_rate: float = option(None, f"Adam learning rate (the peak of one_cycle, the start of the other "
+                                        f"schedules). Default: {FROZEN_HEAD_RECIPE.learning_rate:g} for the frozen-conv "
+                                        f"default, else {RECIPE.learning_rate:g}.", check=POSITIVE)
     lr_schedule: str = replace_default(RunConfig, "lr_schedule", "one_cycle")
     checkpoint_path: str = option(None, "Autoencoder checkpoint prefix, or a directory (its latest). Omit to train "
                                         "from scratch.")
@@ -185,11 +193,13 @@ class TransferConfig(RunConfig):
                                            "0.99): its weights are saved and tested.", check=FRACTION)
 
     def settled(self):
-        """This config with the defaults that depend on other settings filled in (epochs, cache_features)."""
+        """This config with the defaults that depend on other settings filled in: the recipe (epochs, batch size,
+        learning rate) and cache_features, each only where it was not given."""
         frozen_default = bool(self.checkpoint_path) and not self.trainable_scopes
+        recipe = FROZEN_HEAD_RECIPE if frozen_default else RECIPE
+        given = {name: getattr(self, name) for name in Recipe._fields if getattr(self, name) is not None}
         cache = frozen_default if self.cache_features is None else self.cache_features
-        epochs = self.epochs if self.epochs is not None else FROZEN_HEAD_EPOCHS if frozen_default else EPOCHS
-        return dataclasses.replace(self, cache_features=cache, epochs=epochs)
+        return dataclasses.replace(self, **dict(recipe._asdict(), **given), cache_features=cache)
 
 
 @dataclasses.dataclass
@@ -250,19 +260,21 @@ class ExperimentConfig:
     cross_domain_budgets: str = option("1000", "Budgets at which the cross-domain methods also run.")
     seeds: int = option(3, "Seeds per method and budget (each draws its own labelled subset).")
     quick: bool = option(False, "CI mode: a few hundred images, two budgets, two seeds, a few dozen steps.")
-    # Pretraining (both domains): a denoising autoencoder (see reports/label_budget.md for why), with the
-    # one-cycle recipe of pretrain_cae
-    pretrain_epochs: int = option(5, "Autoencoder pretraining epochs (each domain).")
-    pretrain_batch_size: int = same_as(PretrainConfig, "batch_size")
-    pretrain_learning_rate: float = same_as(PretrainConfig, "learning_rate")
-    pretrain_lr_schedule: str = same_as(PretrainConfig, "lr_schedule")
+    # Pretraining (both domains): a denoising autoencoder, 20 epochs at a constant rate (see
+    # reports/label_budget.md: pretrain_cae's 2-5 one-cycle epochs transfer worse where labels are few)
+    pretrain_epochs: int = option(20, "Autoencoder pretraining epochs (each domain).")
+    pretrain_batch_size: int = option(128, "Images per autoencoder pretraining step.")
+    pretrain_learning_rate: float = option(1e-3, "Adam learning rate of the autoencoder pretraining.")
+    pretrain_lr_schedule: str = option("constant", "Learning-rate schedule of the autoencoder pretraining.",
+                                       choices=SCHEDULES)
     latent_size: int = same_as(PretrainConfig, "latent_size")
     loss: str = same_as(PretrainConfig, "loss")
     input_noise: float = replace_default(PretrainConfig, "input_noise", 0.5)
     # Classifier training: transfer_classify's one-cycle recipe, each run its whole schedule (one-cycle ends at its
     # best; early stopping in the high-rate middle would cut runs short), tested once at the end
-    batch_size: int = same_as(TransferConfig, "batch_size")
-    learning_rate: float = same_as(TransferConfig, "learning_rate")
+    batch_size: int = option(RECIPE.batch_size, "Images per classifier training step.")
+    learning_rate: float = option(RECIPE.learning_rate, "Adam learning rate of each classifier run (one_cycle's "
+                                                        "peak).")
     lr_schedule: str = same_as(TransferConfig, "lr_schedule")
     restored_lr_multiplier: float = replace_default(TransferConfig, "restored_lr_multiplier", 0.1)
     max_steps: int = option(500, "Training steps per run (more where --min_epochs needs them).")

@@ -27,6 +27,7 @@ def trainable_scopes(cfg):
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES):
     """Classifier, selective restore Saver, and an optimizer over the trainable scopes only: a
     training_run.TrainGraph."""
+    cfg = cfg.settled()
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(cfg.seed)

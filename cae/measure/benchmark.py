@@ -125,7 +125,7 @@ def _autoencoder_config(cfg):
 
 def _classifier_config(cfg):
     """conv1/conv2 frozen (not in the optimizer's var_list), fc1/logits trained: transfer's default."""
-    return TransferConfig(batch_size=cfg.batch_size, trainable_scopes=FROZEN_HEAD_SCOPES)
+    return TransferConfig(batch_size=cfg.batch_size, trainable_scopes=FROZEN_HEAD_SCOPES).settled()
 
 
 def _total_steps(cfg):

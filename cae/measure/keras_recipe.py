@@ -8,6 +8,7 @@ the same recipe; both validate once per epoch. Writes ``{"test_accuracy": ...}``
 Run by cae.measure.time_to_accuracy: ``python -m cae.measure.keras_recipe --recipe=scratch --output=x.json``.
 """
 
+import dataclasses
 import json
 
 from absl import app, flags
@@ -19,17 +20,16 @@ flags.DEFINE_bool("quick", False, "512 training images, one epoch each (CI).")
 FLAGS = flags.FLAGS
 
 
-def fit(model, inputs, targets, validation, cfg, quick):
-    model.fit(inputs, targets, batch_size=cfg.batch_size, epochs=1 if quick else cfg.epochs, shuffle=True,
+def fit(model, inputs, targets, validation, cfg):
+    model.fit(inputs, targets, batch_size=cfg.batch_size, epochs=cfg.epochs, shuffle=True,
               validation_data=validation, verbose=0)
 
 
-def optimizer(cfg, num_examples, quick):
+def optimizer(cfg, num_examples):
     from cae import train
     from cae.measure import keras_baseline
-    epochs = 1 if quick else cfg.epochs
     return keras_baseline.adam(cfg.learning_rate, cfg.lr_schedule,
-                               epochs * train.steps_per_epoch(num_examples, cfg.batch_size))
+                               cfg.epochs * train.steps_per_epoch(num_examples, cfg.batch_size))
 
 
 def main(argv):
@@ -49,14 +49,17 @@ def main(argv):
     frozen = FLAGS.recipe == "workflow"
     # transfer_classify's defaults with and without --checkpoint_path
     pretrain_cfg, transfer_cfg = PretrainConfig(), TransferConfig(checkpoint_path="given" if frozen else None).settled()
-    classifier = keras_baseline.classifier(optimizer(transfer_cfg, count, FLAGS.quick), frozen_convs=frozen)
+    if FLAGS.quick:  # as time_to_accuracy's quick toolkit rows
+        pretrain_cfg = dataclasses.replace(pretrain_cfg, epochs=1)
+        transfer_cfg = dataclasses.replace(transfer_cfg, epochs=1, batch_size=64)
+    classifier = keras_baseline.classifier(optimizer(transfer_cfg, count), frozen_convs=frozen)
     if frozen:
-        autoencoder = keras_baseline.autoencoder(optimizer(pretrain_cfg, count, FLAGS.quick),
+        autoencoder = keras_baseline.autoencoder(optimizer(pretrain_cfg, count),
                                                  pretrain_cfg.latent_size)
-        fit(autoencoder, images, images, (validation[0], validation[0]), pretrain_cfg, FLAGS.quick)
+        fit(autoencoder, images, images, (validation[0], validation[0]), pretrain_cfg)
         for name in ("conv1", "conv2"):
             classifier.get_layer(name).set_weights(autoencoder.get_layer(name).get_weights())
-    fit(classifier, images, labels, validation, transfer_cfg, FLAGS.quick)
+    fit(classifier, images, labels, validation, transfer_cfg)
     predictions = np.argmax(classifier.predict(mnist.test.images, batch_size=1000, verbose=0), axis=1)
     with open(FLAGS.output, "w") as f:
         json.dump({"test_accuracy": float(np.mean(predictions == mnist.test.labels))}, f)

@@ -28,7 +28,7 @@ from cae.measure import label_budget
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # --quick (CI): a few hundred images and one epoch each, only to show every row runs and is read back
 QUICK_PRETRAIN = ("--max_train_examples=512", "--epochs=1", "--projector_images=0")
-QUICK_TRANSFER = ("--num_labels=512", "--epochs=1", "--projector_images=0")
+QUICK_TRANSFER = ("--num_labels=512", "--epochs=1", "--batch_size=64", "--projector_images=0")
 
 
 def _script(name, *args):
