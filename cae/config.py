@@ -155,7 +155,7 @@ class PretrainConfig(RunConfig):
 # batches (its matmul is the whole step) but which needs more epochs.
 Recipe = collections.namedtuple("Recipe", "epochs batch_size learning_rate")
 RECIPE = Recipe(epochs=5, batch_size=128, learning_rate=3e-3)
-FROZEN_HEAD_RECIPE = Recipe(epochs=20, batch_size=512, learning_rate=5e-3)
+FROZEN_HEAD_RECIPE = Recipe(epochs=15, batch_size=512, learning_rate=5e-3)
 
 
 @dataclasses.dataclass
