@@ -14,7 +14,7 @@ added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command tha
     RunConfig(DataConfig, SessionConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch, learning rate
         PretrainConfig, TransferConfig     the two workflow steps
     ExtractConfig(DataConfig, SessionConfig), BenchmarkConfig(IdxDataConfig, SessionConfig)
-    ExportConfig, InspectConfig, ExperimentConfig, SummaryOverheadConfig
+    ExportConfig, InspectConfig, ExperimentConfig, TimeToAccuracyConfig, SummaryOverheadConfig
 """
 
 import collections
@@ -29,8 +29,8 @@ DATASETS = tuple(data.DATASETS)  # mnist, fashion_mnist
 COLOR_MODES = folders.COLOR_MODES  # auto, grayscale, rgb
 SPLITS = data.SPLITS  # train, validation, test
 LOSSES = ("bce", "mse")  # the autoencoder's reconstruction losses (cae.models)
-SCHEDULES = ("constant", "cosine", "one_cycle")
-PRECISIONS = ("float32", "mixed_bfloat16")  # cae.session.config_proto  # learning-rate schedules (cae.train.learning_rate)
+SCHEDULES = ("constant", "cosine", "one_cycle")  # learning-rate schedules (cae.train.learning_rate)
+PRECISIONS = ("float32", "mixed_bfloat16")  # the session's arithmetic (cae.session.config_proto)
 LAYERS = ("conv2", "latent", "fc1")  # what cae.extract can extract (its LAYER_SCOPES)
 
 
@@ -165,13 +165,13 @@ class TransferConfig(RunConfig):
     # Adam 1e-4 plateaus at 98.7-98.8% from scratch here (`--learning_rate=1e-4 --lr_schedule=constant
     # --batch_size=64` reproduces it); one-cycle Adam reaches 99.1% in 5 epochs.
     epochs: int = option(None, f"Passes over the training set. Default: {FROZEN_HEAD_RECIPE.epochs} for the "
-                               f"frozen-conv default (--checkpoint_path without --trainable_scopes, the head trained on "
-                               f"cached features), else {RECIPE.epochs}.", check=at_least(0))
+                               f"frozen-conv default (--checkpoint_path without --trainable_scopes, the head trained "
+                               f"on cached features), else {RECIPE.epochs}.", check=at_least(0))
     batch_size: int = option(None, f"Images per training step. Default: {FROZEN_HEAD_RECIPE.batch_size} for the "
                                    f"frozen-conv default, else {RECIPE.batch_size}.", check=at_least(1))
     learning_rate: float = option(None, f"Adam learning rate (the peak of one_cycle, the start of the other "
-                                        f"schedules). Default: {FROZEN_HEAD_RECIPE.learning_rate:g} for the frozen-conv "
-                                        f"default, else {RECIPE.learning_rate:g}.", check=POSITIVE)
+                                        f"schedules). Default: {FROZEN_HEAD_RECIPE.learning_rate:g} for the "
+                                        f"frozen-conv default, else {RECIPE.learning_rate:g}.", check=POSITIVE)
     lr_schedule: str = replace_default(RunConfig, "lr_schedule", "one_cycle")
     checkpoint_path: str = option(None, "Autoencoder checkpoint prefix, or a directory (its latest). Omit to train "
                                         "from scratch.")
