@@ -5,6 +5,8 @@
   ``kernel_profile`` (per-kernel times from ``RunOptions(trace_level=FULL_TRACE)``);
 - ``label_budget``: does pretraining pay off when labels are few (``cae-experiment``, ``scripts/experiment.py``),
   and ``label_budget_report``, its markdown table and plot;
+- ``time_to_accuracy``: README's workflow and the from-scratch run as whole processes, timed, with ``keras_recipe``
+  (the same recipe in Keras 3, one process) beside them (``scripts/time_to_accuracy.py``);
 - ``summary_overhead``: what fetching the train/ summaries costs a training step (``scripts/summary_overhead.py``).
 
 They import Keras (``keras_baseline``) and matplotlib (``label_budget_report``, ``pip install -e ".[report]"``),
