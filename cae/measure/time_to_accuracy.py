@@ -56,15 +56,16 @@ def commands(row, precision, seed, work_dir, quick):
 
 def run_row(row, precision, seed, work_dir, quick):
     """Wall time of the row's processes together, and the test accuracy the last one wrote."""
+    processes = commands(row, precision, seed, work_dir, quick)
     os.makedirs(work_dir)
     start = time.perf_counter()
-    for argv, _ in commands(row, precision, seed, work_dir, quick):
+    for argv, _ in processes:
         result = subprocess.run(argv, cwd=REPO, capture_output=True, text=True)
         if result.returncode:
             raise UserError(f"{' '.join(argv[1:])} exited {result.returncode}: "
                             f"{(result.stderr.strip().splitlines() or [''])[-1]}")
     wall = time.perf_counter() - start
-    with open(commands(row, precision, seed, work_dir, quick)[-1][1]) as f:
+    with open(processes[-1][1]) as f:
         return wall, json.load(f)["test_accuracy"]
 
 
