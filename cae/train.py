@@ -22,6 +22,11 @@ ONE_CYCLE_WARMUP_FRACTION = 0.3
 ONE_CYCLE_START_FRACTION = 1 / 25
 
 
+def one_cycle_warmup_steps(total_steps):
+    """one_cycle's rising steps (at least 1), shared with the Keras baseline so both warm up alike."""
+    return max(1, round(ONE_CYCLE_WARMUP_FRACTION * max(1, total_steps)))
+
+
 def learning_rate(base, schedule, global_step, total_steps):
     """The rate at ``global_step`` of a run of ``total_steps`` (its last step): constant, cosine decay from
     ``base`` to 0, or one_cycle. A pure function of the global step, so a resumed run follows the same schedule
@@ -32,7 +37,7 @@ def learning_rate(base, schedule, global_step, total_steps):
     if schedule == "cosine":
         return v1.train.cosine_decay(base, global_step, total_steps, name="learning_rate")
     if schedule == "one_cycle":
-        warmup = max(1, round(ONE_CYCLE_WARMUP_FRACTION * total_steps))
+        warmup = one_cycle_warmup_steps(total_steps)
         with v1.name_scope("one_cycle"):
             step = tf.cast(global_step, tf.float32)
             start = base * ONE_CYCLE_START_FRACTION

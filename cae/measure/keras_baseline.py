@@ -17,7 +17,7 @@ def adam(learning_rate, schedule, total_steps):
     if schedule == "cosine":  # cosine_decay with alpha 0: the same formula
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, total_steps)
     elif schedule == "one_cycle":  # Keras' linear warm-up, then the same cosine
-        warmup = max(1, round(train.ONE_CYCLE_WARMUP_FRACTION * total_steps))
+        warmup = train.one_cycle_warmup_steps(total_steps)
         learning_rate = keras.optimizers.schedules.CosineDecay(
             learning_rate * train.ONE_CYCLE_START_FRACTION, max(1, total_steps - warmup),
             warmup_target=learning_rate, warmup_steps=warmup)

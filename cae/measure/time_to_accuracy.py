@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 
+from absl import logging
+
 from cae.config import PRECISIONS
 from cae.errors import UserError
 from cae.measure import label_budget
@@ -93,8 +95,7 @@ def run(cfg):
                 work_dir = os.path.join(scratch_dir, f"{row.replace(' ', '_')}-{precision}-{seed}")
                 wall, accuracy = run_row(row, precision, seed, work_dir, cfg.quick)
                 runs[row, precision].append({"seed": seed, "wall_s": wall, "test_accuracy": accuracy})
-                print(f"{row} ({precision}), seed {seed}: {accuracy:.4f} in {wall:.1f} s", file=sys.stderr,
-                      flush=True)
+                logging.info("%s (%s), seed %d: %.4f in %.1f s", row, precision, seed, accuracy, wall)
     report = {"machine": label_budget.machine(), "config": dataclasses.asdict(cfg), "rows": []}
     for (row, precision), results in runs.items():
         accuracies = [r["test_accuracy"] for r in results]
