@@ -58,13 +58,18 @@ def steps_per_epoch(num_examples, batch_size):
     return math.ceil(num_examples / batch_size)
 
 
+# Example indices one start of a tf.data loop takes (8 MB): every epoch of a small set at once, one of a large set.
+STREAM_EXAMPLES = 2 ** 20
+
+
 def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_end=None, save_every_steps=0,
-        save=None, on_epoch_start=None):
+        save=None, start_epochs=None):
     """Run ``run_step(indices) -> loss`` over shuffled batches from ``first_step`` up to ``epochs`` epochs.
 
     ``first_step`` is the restored global step, so an interrupted run continues mid-epoch where it stopped.
-    ``on_epoch_start(indices)`` gets the order of the rest of the epoch before its first step (a tf.data loop
-    starts its iterator with it; its ``run_step`` then ignores the batch indices a feed_dict loop needs).
+    ``start_epochs(orders)`` gets the orders of the next epochs (the first one only the rest of its epoch) before
+    their first step, as many as STREAM_EXAMPLES allows but at least one (a tf.data loop starts its iterator with
+    them; its ``run_step`` then ignores the batch indices a feed_dict loop needs).
     ``on_epoch_end(epoch, step)`` runs after each completed epoch; a true return value stops training there
     (early stopping). ``save(step)`` also runs every
     ``save_every_steps`` steps inside an epoch (0: never). With ``save``, SIGINT/SIGTERM stop the loop after the
@@ -74,13 +79,16 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
     per_epoch = steps_per_epoch(num_examples, batch_size)
     total = epochs * per_epoch
     step = first_step
+    streamed_to = 0  # the first epoch start_epochs has not been given yet
     signals = interrupt.deferred_signals() if save else contextlib.nullcontext(lambda: None)
     with signals as received, Progress(total, batch_size, first_step, steps_per_epoch=per_epoch) as progress:
         while step < total:
             epoch = step // per_epoch
             order = epoch_order(num_examples, epoch, seed)
-            if on_epoch_start:
-                on_epoch_start(order[step % per_epoch * batch_size:])
+            if start_epochs and epoch >= streamed_to:
+                streamed_to = min(epochs, epoch + max(1, STREAM_EXAMPLES // num_examples))
+                start_epochs([order[step % per_epoch * batch_size:]]
+                             + [epoch_order(num_examples, e, seed) for e in range(epoch + 1, streamed_to)])
             for batch in range(step % per_epoch, per_epoch):
                 loss = run_step(order[batch * batch_size:(batch + 1) * batch_size])
                 step += 1
@@ -105,11 +113,11 @@ EVAL_BATCH_SIZE = 1000  # evaluation and prediction run in large batches: no gra
 def evaluate(sess, tensors, batches, split, batch_size=EVAL_BATCH_SIZE):
     """Example-weighted means of scalar ``tensors`` (a dict) over a whole split, in order, in large batches.
 
-    ``batches`` is how they reach the graph: a ``pipeline.Input`` (restarted over the split, so a training loop
-    must ``start`` it again afterwards) or a ``pipeline.Feed``.
+    ``batches`` is how they reach the graph: a ``pipeline.Input`` (fed through IMAGE_IN, so a training stream
+    keeps its place) or a ``pipeline.Feed``.
     """
     totals = dict.fromkeys(tensors, 0.0)
-    for indices in _in_order(sess, batches, split, batch_size):
+    for indices in _in_order(split, batch_size):
         values = sess.run(tensors, batches.feed(split, indices))
         for key, value in values.items():
             totals[key] += float(value) * len(indices)
@@ -119,13 +127,12 @@ def evaluate(sess, tensors, batches, split, batch_size=EVAL_BATCH_SIZE):
 def predict(sess, tensor, batches, split, batch_size=EVAL_BATCH_SIZE):
     """``tensor`` over a whole split, in order, concatenated along the first axis (``batches`` as in evaluate)."""
     return np.concatenate([sess.run(tensor, batches.feed(split, indices))
-                           for indices in _in_order(sess, batches, split, batch_size)])
+                           for indices in _in_order(split, batch_size)])
 
 
-def _in_order(sess, batches, split, batch_size):
-    """Start ``batches`` over the whole split in order; yield each batch's example indices."""
+def _in_order(split, batch_size):
+    """Each batch's example indices, over the whole split in order."""
     num_examples = len(split.images)
-    batches.start(sess, split, np.arange(num_examples), batch_size)
     for start in range(0, num_examples, batch_size):
         yield np.arange(start, min(start + batch_size, num_examples))
 

@@ -87,7 +87,7 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         batches, splits = prepare_batches(sess) if prepare_batches else (g.input, datasets)
         prepare_time = time.time() - prepare_start
         run_step = summaries.training_step(sess, g.train_op, g.loss, g.train_summary,
-                                           lambda indices: batches.feed(splits.train, indices),
+                                           lambda indices: batches.train_feed(splits.train, indices),
                                            writer, first_step, cfg.summary_every_steps)
 
         def save(step):
@@ -101,7 +101,7 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
             start = time.time()
             step = train.fit(run_step, len(splits.train.images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
                              lambda epoch, step: on_epoch_end(current, epoch, step), cfg.save_every_steps, save,
-                             lambda order: batches.start(sess, splits.train, order, cfg.batch_size))
+                             lambda orders: batches.start(sess, splits.train, orders, cfg.batch_size))
             wall = time.time() - start
             metrics = finish(current, step)
         finally:

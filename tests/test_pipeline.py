@@ -30,7 +30,7 @@ def test_tf_data_and_feed_dict_give_the_same_loss(tmp_path, mnist):
             feed = pipeline.Feed(g.model.images, g.input.labels).feed(mnist.train, batch)
             assert len(feed) == len(tensors)  # images, and labels where the graph has them
             fed = sess.run(fetches, feed)  # before the iterator ever starts: a feed needs no pipeline
-            g.input.start(sess, mnist.train, batch, len(batch))
+            g.input.start(sess, mnist.train, [batch], len(batch))
             from_pipeline = sess.run(fetches)
         assert fed == from_pipeline, (build.__module__, fed, from_pipeline)
         assert all(np.isfinite(fed))
@@ -52,9 +52,11 @@ def test_one_epoch_visits_every_example_exactly_once():
             seen.append(ids)
             return 0.0
 
+        starts = []
         last = train.fit(run_step, 10, 4, 2, 0, seed=3,
-                         on_epoch_start=lambda order: p.start(sess, split, order, 4))
-    assert last == 6 and [len(ids) for ids in seen] == [4, 4, 2] * 2
+                         start_epochs=lambda orders: starts.append(len(orders)) or p.start(sess, split, orders, 4))
+    assert starts == [2]  # one start of the iterator holds both epochs of a small set
+    assert last == 6 and [len(ids) for ids in seen] == [4, 4, 2] * 2  # no batch crosses an epoch's end
     for epoch in range(2):
         visited = np.concatenate(seen[3 * epoch:3 * epoch + 3])
         np.testing.assert_array_equal(np.sort(visited), np.arange(10))
@@ -71,7 +73,7 @@ def test_resumed_run_sees_the_batches_an_uninterrupted_one_would():
         seen = []
         with v1.Session(graph=graph) as sess:
             train.fit(lambda _: seen.append(sess.run(p.images)[:, 0]) or 0.0, 10, 4, 2, first_step, seed=3,
-                      on_epoch_start=lambda order: p.start(sess, split, order, 4))
+                      start_epochs=lambda orders: p.start(sess, split, orders, 4))
         return seen
 
     whole, resumed = batches(0), batches(4)  # resumed in the middle of the second epoch
@@ -80,19 +82,46 @@ def test_resumed_run_sees_the_batches_an_uninterrupted_one_would():
         np.testing.assert_array_equal(a, b)
 
 
-def test_pipeline_evaluation_matches_feed_dict_evaluation(tmp_path, mnist):
-    """Large batches from the pipeline (the last one partial) give the example-weighted means a feed_dict does."""
+def test_a_large_set_streams_an_epoch_per_start(monkeypatch):
+    """Where STREAM_EXAMPLES holds one epoch only, the iterator restarts at each epoch, with the same batches."""
+    monkeypatch.setattr(train, "STREAM_EXAMPLES", 15)
+    split = numbered_split(10)
+    with tf.Graph().as_default() as graph:
+        p = pipeline.build(data.NUM_PIXELS, with_labels=False)
+    seen, starts = [], []
+    with v1.Session(graph=graph) as sess:
+        train.fit(lambda _: seen.append(sess.run(p.images)[:, 0]) or 0.0, 10, 4, 3, 0, seed=3,
+                  start_epochs=lambda orders: starts.append(len(orders)) or p.start(sess, split, orders, 4))
+    assert starts == [1, 1, 1]
+    np.testing.assert_array_equal(np.concatenate(seen), np.concatenate([train.epoch_order(10, e, 3)
+                                                                        for e in range(3)]))
+
+
+def test_evaluation_feeds_the_graph_and_leaves_the_training_stream_in_place(tmp_path, mnist):
+    """Evaluating through the pipeline in the middle of an epoch gives the feed_dict's numbers, and the next
+    training batch is still the one the stream was at."""
     split = data.Split(mnist.validation.images[:1100], mnist.validation.labels[:1100])
     g = build_classifier(TransferConfig(train_dir=str(tmp_path)), total_steps=100)
     fed_batches = pipeline.Feed(g.model.images, g.input.labels)
+    order = np.arange(20)[::-1]
     with v1.Session(graph=g.graph) as sess:
         sess.run(g.init)
+        g.input.start(sess, mnist.train, [order], 8)
+        first = sess.run(g.input.labels)
         fed = train.evaluate(sess, g.metrics, fed_batches, split, batch_size=400)
         piped = train.evaluate(sess, g.metrics, g.input, split, batch_size=400)
-        with pytest.raises(tf.errors.OutOfRangeError):  # it took exactly the 3 batches there were
-            sess.run(g.loss)
         fed_predictions = train.predict(sess, g.model.predictions, fed_batches, split, batch_size=400)
         piped_predictions = train.predict(sess, g.model.predictions, g.input, split, batch_size=400)
+        second, third = sess.run(g.input.labels), sess.run(g.input.labels)
+        with pytest.raises(tf.errors.OutOfRangeError):  # 8 + 8 + 4: the stream is used up
+            sess.run(g.input.labels)
     assert fed == piped
     assert fed_predictions.shape == (1100,)
     np.testing.assert_array_equal(fed_predictions, piped_predictions)
+    for batch, indices in zip((first, second, third), (order[:8], order[8:16], order[16:])):
+        np.testing.assert_array_equal(batch, mnist.train.labels[indices])
+
+
+def test_batch_rows_cut_each_order_on_its_own():
+    rows = pipeline.batch_rows([np.array([5, 6, 7]), np.array([], np.int64), np.array([1, 2, 3, 4, 0])], 2)
+    np.testing.assert_array_equal(rows, [[5, 6], [7, -1], [1, 2], [3, 4], [0, -1]])

@@ -109,7 +109,7 @@ def _training_step(g, model_cfg, cfg, sessions, feed_for):
 def _graph_training(g, model_cfg, cfg, split, sessions):
     """Blocks of the training loop fed by the tf.data pipeline over ``split``."""
     sess, train_step = _training_step(g, model_cfg, cfg, sessions, lambda indices: None)
-    g.input.start(sess, split, _index_stream(len(split.images), _stream_length(cfg)), cfg.batch_size)
+    g.input.start(sess, split, [_index_stream(len(split.images), _stream_length(cfg))], cfg.batch_size)
     batch = np.arange(cfg.batch_size)  # only its length counts: the pipeline brings the images
     return _block(lambda: train_step(batch), cfg), _tracer(sess, [g.train_op, g.loss], cfg)
 
