@@ -9,8 +9,9 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import logging
 
-from cae import features, transfer
+from cae import features, session, transfer
 from cae.config import ExperimentConfig, TransferConfig
 from cae.errors import UserError
 from cae.measure import label_budget
@@ -123,3 +124,22 @@ def test_a_work_dir_it_did_not_make_is_refused_and_left_alone(tmp_path, mnist_di
     label_budget.check_work_dir(str(work_dir / "earlier"))
     label_budget.reset_work_dir(str(work_dir / "earlier"))
     assert os.listdir(work_dir / "earlier") == [label_budget.WORK_DIR_MARK]
+
+
+def test_the_experiment_runs_in_one_precision_and_falls_back_once(monkeypatch):
+    """Every pretraining and run takes the experiment's precision; a CPU without bfloat16 turns the whole
+    experiment float32 with one warning, not one per run, and the report lists float32."""
+    cfg = ExperimentConfig()
+    assert cfg.precision == "mixed_bfloat16"
+    assert label_budget.pretrain_config(cfg, "mnist", "/tmp/p").precision == "mixed_bfloat16"
+    for method in label_budget.METHODS:
+        assert label_budget.transfer_config(cfg, method, "/tmp/p", "/tmp/t", 0, 1000).precision == "mixed_bfloat16"
+    monkeypatch.setattr(session, "bfloat16_unsupported", lambda: "this CPU has no bfloat16 instructions (test)")
+    warnings = []
+    monkeypatch.setattr(logging, "warning", lambda message, *args: warnings.append(message % args))
+    ran = label_budget.precision_this_cpu_runs(cfg)
+    assert ran.precision == "float32" and ran.pretrain_epochs == cfg.pretrain_epochs
+    assert warnings == ["--precision=mixed_bfloat16: this CPU has no bfloat16 instructions (test); the whole "
+                        "experiment runs in float32"]
+    assert label_budget.precision_this_cpu_runs(ExperimentConfig(precision="float32")).precision == "float32"
+    assert len(warnings) == 1

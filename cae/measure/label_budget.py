@@ -16,7 +16,7 @@ import time
 import numpy as np
 from absl import logging
 
-from cae import data, pretrain, restore, train, transfer
+from cae import data, pretrain, restore, session, train, transfer
 from cae.config import PretrainConfig, TransferConfig
 from cae.errors import UserError
 
@@ -74,7 +74,7 @@ def pretrain_config(cfg, dataset, train_dir):
         learning_rate=cfg.pretrain_learning_rate, lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size,
         loss=cfg.loss, input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, save_every_steps=0,
         summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
-        inter_op_threads=cfg.inter_op_threads)
+        inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
 
 
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
@@ -86,7 +86,7 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
         restored_lr_multiplier=cfg.restored_lr_multiplier if fine_tune else 1.0, cache_features=cache,
         eval_every_epochs=eval_every, patience=cfg.patience, seed=seed, keep_checkpoints=1, save_every_steps=0,
         summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
-        inter_op_threads=cfg.inter_op_threads)
+        inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
 
 
 def runs(cfg):
@@ -124,6 +124,7 @@ def run(cfg, command=None):
     if cfg.seeds < 1:
         raise UserError(f"--seeds={cfg.seeds}: expected at least 1")
     check_work_dir(cfg.work_dir)
+    cfg = precision_this_cpu_runs(cfg)
     start = time.time()
     other = OTHER_DATASET[cfg.dataset]
     target = data.load(cfg.data_dir, dataset=cfg.dataset)
@@ -151,6 +152,16 @@ def run(cfg, command=None):
     from cae.measure import label_budget_report  # matplotlib is imported only when a report is written
     label_budget_report.write(cfg, results, pretrain_metrics, wall, machine(), command)
     return results
+
+
+def precision_this_cpu_runs(cfg):
+    """cfg, with --precision=mixed_bfloat16 turned into float32 (one warning, not one per run) where this CPU
+    cannot run bfloat16 fast; the report then lists the precision that ran."""
+    reason = cfg.precision == "mixed_bfloat16" and session.bfloat16_unsupported()
+    if not reason:
+        return cfg
+    logging.warning("--precision=mixed_bfloat16: %s; the whole experiment runs in float32", reason)
+    return dataclasses.replace(cfg, precision="float32")
 
 
 def machine():
