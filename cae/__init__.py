@@ -12,7 +12,7 @@ Public API (signatures kept stable; README's "cae as a library" uses them and a 
 - cae.models: image_input(), encoder(), autoencoder(), classifier(), classification_loss(), Autoencoder, Classifier
 - cae.layers: conv2d(), conv2d_transpose(), dense(), flatten()
 - cae.restore: select(), scope_regex(), resolve_checkpoint(), check_compatible(), restore_saver()
-- cae.session: config_proto(), config_proto_for(), bfloat16_unsupported()
+- cae.session: config_proto(), config_proto_for(), precision_to_run(), bfloat16_unsupported()
 - cae.train, cae.pipeline: learning_rate(), fit(), evaluate(), predict(); pipeline.build(), Input, Feed
 - cae.config: PretrainConfig, TransferConfig, ExportConfig, ExtractConfig (and the shared groups)
 - cae.pretrain.pretrain(cfg), cae.transfer.transfer(cfg), cae.export.export(cfg), cae.predict.classify(),

@@ -46,17 +46,21 @@ def bfloat16_unsupported(cpuinfo_path="/proc/cpuinfo"):
     return None
 
 
-def config_proto_for(cfg):
-    """The session config of any config.SessionConfig (pretrain, transfer, extract, benchmark); a
-    --precision=mixed_bfloat16 this machine cannot run fast falls back to float32 with one warning."""
-    precision = cfg.precision
+def precision_to_run(precision, fallback="training in float32 instead"):
+    """The --precision this machine runs: a mixed_bfloat16 it cannot run fast becomes float32, with one warning
+    that ends in ``fallback``."""
     if precision == "mixed_bfloat16":
         reason = bfloat16_unsupported()
         if reason:
-            logging.warning("--precision=mixed_bfloat16: %s; training in float32 instead", reason)
-            precision = "float32"
-        else:
-            logging.info("precision: mixed_bfloat16 (oneDNN rewrites convolutions and matrix products to bfloat16; "
-                         "variables stay float32)")
+            logging.warning("--precision=mixed_bfloat16: %s; %s", reason, fallback)
+            return "float32"
+        logging.info("precision: mixed_bfloat16 (oneDNN rewrites convolutions and matrix products to bfloat16; "
+                     "variables stay float32)")
+    return precision
+
+
+def config_proto_for(cfg):
+    """The session config of any config.SessionConfig (pretrain, transfer, extract, benchmark), in the precision
+    this machine runs (precision_to_run)."""
     return config_proto(cfg.gpu_memory_fraction, cfg.allow_growth, cfg.intra_op_threads, cfg.inter_op_threads,
-                        precision)
+                        precision_to_run(cfg.precision))

@@ -155,13 +155,10 @@ def run(cfg, command=None):
 
 
 def precision_this_cpu_runs(cfg):
-    """cfg, with --precision=mixed_bfloat16 turned into float32 (one warning, not one per run) where this CPU
-    cannot run bfloat16 fast; the report then lists the precision that ran."""
-    reason = cfg.precision == "mixed_bfloat16" and session.bfloat16_unsupported()
-    if not reason:
-        return cfg
-    logging.warning("--precision=mixed_bfloat16: %s; the whole experiment runs in float32", reason)
-    return dataclasses.replace(cfg, precision="float32")
+    """cfg in the precision this CPU runs, decided once: a fallback warns once, not once per run, and the report
+    lists the precision that ran."""
+    return dataclasses.replace(cfg, precision=session.precision_to_run(cfg.precision,
+                                                                       "the whole experiment runs in float32"))
 
 
 def machine():
