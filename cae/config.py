@@ -11,7 +11,9 @@ added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command tha
     IdxDataConfig   data_dir, dataset, download (the built-in MNIST-format datasets)
     DataConfig(IdxDataConfig)   + image_dir, image_size, color_mode, split percentages, skip_bad_images
     SessionConfig   gpu_memory_fraction, allow_growth, intra_op_threads, inter_op_threads, precision
-    RunConfig(DataConfig, SessionConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch, learning rate
+    AugmentConfig   random_translate, random_crop, random_scale, flips, random_rotate, brightness, contrast
+    RunConfig(DataConfig, SessionConfig, AugmentConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch,
+        learning rate
         PretrainConfig, TransferConfig     the two workflow steps
     ExtractConfig(DataConfig, SessionConfig), BenchmarkConfig(IdxDataConfig, SessionConfig)
     ExportConfig, InspectConfig, ExperimentConfig, TimeToAccuracyConfig, SummaryOverheadConfig
@@ -44,6 +46,12 @@ PERCENTAGE = (lambda v: 0 < v < 100, "expected a percentage > 0 and < 100")
 IMAGE_SIZE = (lambda v: v >= 8 and v % 4 == 0, "expected a multiple of 4, at least 8 (the encoder halves the "
                                                  "image twice)")
 FRACTION = (lambda v: 0 < v <= 1, "expected a fraction in (0, 1]")
+NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "expected a number >= 0")
+UNIT_INTERVAL = (lambda v: 0 <= v <= 1, "expected a number in [0, 1]")
+
+
+def percent_below(top):
+    return lambda v: 0 <= v < top, f"expected a percentage >= 0 and < {top}"
 
 
 def option(default, help, choices=None, check=None):
@@ -113,7 +121,31 @@ class SessionConfig:
 
 
 @dataclasses.dataclass
-class RunConfig(DataConfig, SessionConfig):
+class AugmentConfig:
+    """Random augmentation of training batches, in the graph (cae.augment; never of validation, test, export or
+    predict). All off by default. Meanings of crop, scale and brightness as in TensorFlow's retrain.py."""
+    random_translate: float = option(0.0, "Shift each training image by up to this many pixels, up/down and "
+                                          "left/right.", check=(lambda v: 0 <= v <= 64, "expected pixels in [0, 64]"))
+    random_crop: float = option(0.0, "Percentage margin to crop off training images at a random place (retrain.py): "
+                                     "the image is enlarged by it, then cut back to its size.", check=percent_below(100))
+    random_scale: float = option(0.0, "Percentage to enlarge training images by, at random (retrain.py).",
+                                 check=percent_below(100))
+    flip_left_right: bool = option(False, "Mirror half the training images left-right at random.")
+    flip_up_down: bool = option(False, "Mirror half the training images upside down at random.")
+    random_rotate: float = option(0.0, "Rotate each training image by up to this many degrees either way.",
+                                  check=(lambda v: 0 <= v <= 180, "expected degrees in [0, 180]"))
+    random_brightness: float = option(0.0, "Percentage to multiply training pixels up or down by, at random "
+                                           "(retrain.py).", check=percent_below(100))
+    random_contrast: float = option(0.0, "Percentage to scale each training image's contrast up or down by, at "
+                                         "random.", check=percent_below(100))
+
+    @property
+    def augmenting(self):
+        return any(getattr(self, f.name) for f in dataclasses.fields(AugmentConfig))
+
+
+@dataclasses.dataclass
+class RunConfig(DataConfig, SessionConfig, AugmentConfig):
     """Settings every training run shares; PretrainConfig and TransferConfig add their own and their defaults for
     train_dir, epochs, batch size and learning rate."""
     train_dir: str = option(None, "Where checkpoints, event files and metrics.json go.")
@@ -156,6 +188,9 @@ class PretrainConfig(RunConfig):
 Recipe = collections.namedtuple("Recipe", "epochs batch_size learning_rate")
 RECIPE = Recipe(epochs=5, batch_size=128, learning_rate=3e-3)
 FROZEN_HEAD_RECIPE = Recipe(epochs=15, batch_size=512, learning_rate=5e-3)
+# --semi_supervised: epochs are passes over the unlabelled images; the batch size is the labelled batch's.
+SEMI_SUPERVISED_RECIPE = Recipe(epochs=20, batch_size=64, learning_rate=3e-3)
+SEMI_SUPERVISED_UNLABELED_BATCH = 256
 
 
 @dataclasses.dataclass
@@ -181,6 +216,39 @@ class TransferConfig(RunConfig):
                                          "Default: fc1,logits with --checkpoint_path (frozen convs), all layers "
                                          "without (scratch).")
     num_labels: int = option(None, "Train on the first N labelled images only.", check=at_least(1))
+    labels_per_class: int = option(None, "Train on the first N labelled images of each class only (a folder's hash "
+                                         "order; for MNIST an order drawn from --seed).", check=at_least(1))
+    # Semi-supervised training (cae.semi_supervised): every step also takes a batch of unlabelled images.
+    semi_supervised: bool = option(False, "Also learn from every training image without its label: the "
+                                          "autoencoder's reconstruction loss through the shared encoder, and "
+                                          "consistency with an EMA teacher and its confident pseudo-labels.")
+    unlabeled_dir: str = option(None, "With --semi_supervised: a folder (any tree) of more unlabelled images, "
+                                      "resized to the model's size and channels.")
+    unlabeled_batch_size: int = option(None, f"With --semi_supervised: unlabelled images per step; an epoch is "
+                                             f"one pass over them. Default: {SEMI_SUPERVISED_UNLABELED_BATCH}.",
+                                       check=at_least(1))
+    reconstruction_weight: float = option(1.0, "With --semi_supervised: weight of the reconstruction loss of the "
+                                               "unlabelled batch (0: no decoder).", check=NON_NEGATIVE)
+    fixmatch_weight: float = option(1.0, "With --semi_supervised: weight of the pseudo-label loss (FixMatch): the "
+                                         "teacher's confident classes of one view taught on a stronger view.",
+                                    check=NON_NEGATIVE)
+    fixmatch_threshold: float = option(0.95, "With --semi_supervised: the teacher's probability a pseudo-label "
+                                             "needs.", check=UNIT_INTERVAL)
+    consistency_weight: float = option(0.0, "With --semi_supervised: weight of the Mean Teacher loss, the squared "
+                                            "distance between the student's and the teacher's class probabilities.",
+                                       check=NON_NEGATIVE)
+    ema_decay: float = option(0.99, "With --semi_supervised: decay of the exponential moving average of the "
+                                    "weights that is the teacher, and is validated, tested and exported (0: no "
+                                    "teacher; the student teaches itself).",
+                              check=(lambda v: 0 <= v < 1, "expected a number in [0, 1)"))
+    unlabeled_ramp_up: float = option(0.1, "With --semi_supervised: the pseudo-label and consistency weights rise "
+                                           "from 0 over this fraction of the steps (a sigmoid ramp).",
+                                      check=UNIT_INTERVAL)
+    cutout: float = option(0.5, "With --semi_supervised: side of the gray square cut out of the student's "
+                                "unlabelled view, as a fraction of the image's side.", check=UNIT_INTERVAL)
+    strong_magnitude: float = option(2.0, "With --semi_supervised: the student's unlabelled view is augmented this "
+                                          "many times as strongly as the labelled batches (then cut out).",
+                                     check=(lambda v: 1 <= v <= 10, "expected a factor in [1, 10]"))
     restored_lr_multiplier: float = option(1.0, "Fine-tuning: restored layers listed in --trainable_scopes learn at "
                                                 "--learning_rate times this (their own Adam optimizer).")
     cache_features: bool = option(None, "Compute the frozen layers' output once per image and train the rest on "
@@ -195,11 +263,15 @@ class TransferConfig(RunConfig):
     def settled(self):
         """This config with the defaults that depend on other settings filled in: the recipe (epochs, batch size,
         learning rate) and cache_features, each only where it was not given."""
-        frozen_default = bool(self.checkpoint_path) and not self.trainable_scopes
-        recipe = FROZEN_HEAD_RECIPE if frozen_default else RECIPE
+        frozen_default = bool(self.checkpoint_path) and not self.trainable_scopes and not self.semi_supervised
+        recipe = (SEMI_SUPERVISED_RECIPE if self.semi_supervised else
+                  FROZEN_HEAD_RECIPE if frozen_default else RECIPE)
         given = {name: getattr(self, name) for name in Recipe._fields if getattr(self, name) is not None}
-        cache = frozen_default if self.cache_features is None else self.cache_features
-        return dataclasses.replace(self, **dict(recipe._asdict(), **given), cache_features=cache)
+        # retrain.py's rule: augmented images change every step, so no cache of their features can serve.
+        cache = (frozen_default and not self.augmenting) if self.cache_features is None else self.cache_features
+        unlabeled_batch = self.unlabeled_batch_size or SEMI_SUPERVISED_UNLABELED_BATCH
+        return dataclasses.replace(self, **dict(recipe._asdict(), **given), cache_features=cache,
+                                   unlabeled_batch_size=unlabeled_batch)
 
 
 @dataclasses.dataclass

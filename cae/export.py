@@ -20,7 +20,7 @@ import tempfile
 
 import tensorflow as tf
 
-from cae import model_info, models, restore, session
+from cae import model_info, models, restore, semi_supervised, session
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -68,10 +68,19 @@ def classifier_info(checkpoint):
     return model_info.read(os.path.dirname(checkpoint), *models.classifier_geometry(shapes))
 
 
+def teacher_or_own(checkpoint, variables):
+    """{name in the checkpoint: variable}: a semi-supervised run's teacher, ``<name>/ExponentialMovingAverage``,
+    where the checkpoint holds one for every variable (the weights it validated and tested), else each
+    variable's own name."""
+    stored = restore.checkpoint_shapes(checkpoint)
+    teacher = {semi_supervised.average_name(v): v for v in variables}
+    return teacher if all(name in stored for name in teacher) else restore.by_name(variables)
+
+
 def restore_classifier(sess, checkpoint):
-    """Restore every classifier variable of the session's graph from a transfer checkpoint prefix; UserError naming
-    the checkpoint and each missing or misshapen variable."""
-    variables = sess.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES)
+    """Restore every classifier variable of the session's graph from a transfer checkpoint prefix (the teacher's
+    weights where it has a teacher); UserError naming the checkpoint and each missing or misshapen variable."""
+    variables = teacher_or_own(checkpoint, sess.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
     restore.check_compatible(checkpoint, variables)
     with sess.graph.as_default():
         restore.restore_saver(variables).restore(sess, checkpoint)

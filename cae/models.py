@@ -80,12 +80,23 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    height, width, channels = image_shape
     encoder_input = images
     if input_noise:
         with v1.name_scope("NOISE"):
             encoder_input = tf.clip_by_value(images + v1.random_normal(tf.shape(images), stddev=input_noise), 0., 1.)
     conv1, conv2 = encoder(encoder_input, image_shape)
+    latent, dconv1, logits, reconstruction = decoder(conv2, latent_size, image_shape)
+    loss_tensor = reconstruction_loss(images, logits, reconstruction, loss)
+    return Autoencoder(images, conv1, conv2, latent, dconv1, logits, reconstruction, loss_tensor)
+
+
+DECODER_SCOPES = ("latent_var", "z_matrix", "dconv1", "dconv2")  # what the autoencoder adds to the encoder
+
+
+def decoder(conv2, latent_size, image_shape=MNIST_SHAPE):
+    """conv2 -> latent_var (linear) -> z_matrix (relu) -> dconv1 (16 relu) -> dconv2 (sigmoid): returns (latent,
+    dconv1, logits, reconstruction), the last two [N, H*W*C]."""
+    height, width, channels = image_shape
     code_shape = [height // ENCODER_STRIDE, width // ENCODER_STRIDE, CONV2_FILTERS]
     with v1.name_scope("LATENT"):
         latent = layers.dense(layers.flatten(conv2), latent_size, "latent_var")
@@ -96,13 +107,17 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape
         logits = layers.conv2d_transpose(dconv1, channels, 5, 2, "dconv2")
         logits = tf.reshape(logits, [-1, num_pixels(image_shape)])
         reconstruction = tf.sigmoid(logits, name="reconstruction")
+    return latent, dconv1, logits, reconstruction
+
+
+def reconstruction_loss(images, logits, reconstruction, loss="bce"):
+    """Mean per-pixel binary cross-entropy (computed stably from the logits) or squared error."""
     with v1.name_scope("LOSS"):
-        if loss == "bce":  # per-pixel binary cross-entropy, computed stably from the logits
+        if loss == "bce":
             per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits)
         else:
             per_pixel = tf.square(reconstruction - images)
-        loss_tensor = tf.reduce_mean(per_pixel, name="reconstruction_loss")
-    return Autoencoder(images, conv1, conv2, latent, dconv1, logits, reconstruction, loss_tensor)
+        return tf.reduce_mean(per_pixel, name="reconstruction_loss")
 
 
 def classifier(images, num_classes=MNIST_CLASSES, hidden_units=200, image_shape=MNIST_SHAPE):

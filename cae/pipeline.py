@@ -13,12 +13,20 @@ The order is an index permutation per epoch (``train.epoch_order``, a pure funct
 ``Dataset.shuffle``: a resumed run sees the same batches as an uninterrupted one, and no shuffle buffer holds a
 second copy of the images. One start of the iterator takes many epochs' orders, each cut into its own batches:
 restarting it costs about 10 ms, as much as a step, which doubled the time of runs on a few hundred images.
+
+Augmentation (cae.augment) is applied to the iterator's batch below IMAGE_IN, so it touches training batches only.
+
+Semi-supervised runs (``unlabeled=True``) stream two things per step: a batch of unlabelled images, whose epochs
+the training loop counts (its ``split`` is a ``Streams``), and a labelled batch cycled over the few labelled
+images at its own pace (``train.cycled_rows``): both are pure functions of the seed and the step.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
+
+from cae import data, train
 
 v1 = tf.compat.v1
 
@@ -46,12 +54,23 @@ class Input(NamedTuple):
     initializer: tf.Operation
     sources: dict
 
-    def start(self, sess, split, orders, batch_size):
+    unlabeled: tf.Tensor = None  # UNLABELED_IN, the unlabelled batch of a semi-supervised graph
+
+    def start(self, sess, split, orders, batch_size, first_step=0):
         """(Re)start the iterator: batches of ``batch_size`` examples of ``split``, in the order of each array of
-        ``orders`` in turn (see batch_rows)."""
-        feed = {self.sources["images"]: split.images, self.sources["rows"]: batch_rows(orders, batch_size)}
-        if self.labels is not None:
-            feed[self.sources["labels"]] = split.labels
+        ``orders`` in turn (see batch_rows), the first one at global step ``first_step``. A semi-supervised
+        graph's ``split`` is a Streams: ``orders`` index its unlabelled images, and its labelled batches follow."""
+        rows = batch_rows(orders, batch_size)
+        if self.unlabeled is None:
+            feed = {self.sources["images"]: split.images, self.sources["rows"]: rows}
+            if self.labels is not None:
+                feed[self.sources["labels"]] = split.labels
+        else:
+            labelled = split.labelled
+            feed = {self.sources["unlabeled"]: split.images, self.sources["rows"]: rows,
+                    self.sources["images"]: labelled.images, self.sources["labels"]: labelled.labels,
+                    self.sources["labelled_rows"]: train.cycled_rows(len(labelled.images), split.labelled_batch_size,
+                                                                     first_step, len(rows), split.seed)}
         sess.run(self.initializer, feed)
 
     def train_feed(self, split, indices):
@@ -68,7 +87,7 @@ class Feed(NamedTuple):
     images: tf.Tensor
     labels: tf.Tensor = None
 
-    def start(self, sess, split, orders, batch_size):
+    def start(self, sess, split, orders, batch_size, first_step=0):
         pass  # nothing to set up: every batch is fed
 
     def train_feed(self, split, indices):
@@ -86,24 +105,45 @@ def _fixed_threads():
     return options
 
 
-def build(num_pixels, with_labels=True):
-    """Add the pipeline for flattened images of ``num_pixels`` values to the default graph; returns its Input."""
+class Streams(NamedTuple):
+    """The training split of a semi-supervised run: ``images`` the unlabelled images an epoch passes over, and the
+    labelled split whose batches of ``labelled_batch_size`` ride along, cycled (``train.cycled_rows``)."""
+    images: np.ndarray
+    labelled: data.Split
+    labelled_batch_size: int
+    seed: int
+
+
+def _gather(arrays, row):
+    indices = tf.boolean_mask(row, row >= 0)
+    return {name: tf.gather(array, indices) for name, array in arrays.items()}
+
+
+def build(num_pixels, with_labels=True, augment=None, unlabeled=False):
+    """Add the pipeline for flattened images of ``num_pixels`` values to the default graph; returns its Input.
+
+    ``augment(images) -> images`` (cae.augment) is applied to each training batch under IMAGE_IN; with
+    ``unlabeled`` the iterator also brings an unlabelled batch, UNLABELED_IN (not augmented here: its views are
+    the semi-supervised graph's)."""
     with v1.name_scope("INPUT"):
         arrays = {"images": v1.placeholder(tf.float32, [None, num_pixels], name="all_images")}
         if with_labels:
             arrays["labels"] = v1.placeholder(tf.int64, [None], name="all_labels")
         rows = v1.placeholder(tf.int64, [None, None], name="batch_rows")  # see batch_rows: -1 pads a row
-
-        def gather(row):
-            indices = tf.boolean_mask(row, row >= 0)
-            return {name: tf.gather(array, indices) for name, array in arrays.items()}
-
-        dataset = (tf.data.Dataset.from_tensor_slices(rows)
-                   .map(gather)
-                   .prefetch(1)
-                   .with_options(_fixed_threads()))
-        iterator = v1.data.make_initializable_iterator(dataset)
+        sources = dict(arrays, rows=rows)
+        if not unlabeled:
+            dataset = tf.data.Dataset.from_tensor_slices(rows).map(lambda row: _gather(arrays, row))
+        else:
+            pool = {"unlabeled": v1.placeholder(tf.float32, [None, num_pixels], name="all_unlabeled_images")}
+            labelled_rows = v1.placeholder(tf.int64, [None, None], name="labelled_batch_rows")
+            sources.update(pool, labelled_rows=labelled_rows)
+            dataset = (tf.data.Dataset.from_tensor_slices((rows, labelled_rows))
+                       .map(lambda row, labelled_row: dict(_gather(pool, row), **_gather(arrays, labelled_row))))
+        iterator = v1.data.make_initializable_iterator(dataset.prefetch(1).with_options(_fixed_threads()))
         batch = iterator.get_next()
-    images = v1.placeholder_with_default(batch["images"], [None, num_pixels], name="IMAGE_IN")
+        train_images = augment(batch["images"]) if augment else batch["images"]
+    images = v1.placeholder_with_default(train_images, [None, num_pixels], name="IMAGE_IN")
     labels = v1.placeholder_with_default(batch["labels"], [None], name="LABELS") if with_labels else None
-    return Input(images, labels, iterator.initializer, dict(arrays, rows=rows))
+    unlabeled_images = (v1.placeholder_with_default(batch["unlabeled"], [None, num_pixels], name="UNLABELED_IN")
+                        if unlabeled else None)
+    return Input(images, labels, iterator.initializer, sources, unlabeled_images)

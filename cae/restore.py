@@ -78,17 +78,23 @@ def checkpoint_shapes(checkpoint):
     return {name: tuple(shape) for name, shape in checkpoint_reader(checkpoint).get_variable_to_shape_map().items()}
 
 
+def by_name(variables):
+    """{name in a checkpoint: variable}: each variable under its own name, or a mapping as given."""
+    return dict(variables) if isinstance(variables, dict) else {v.op.name: v for v in variables}
+
+
 def check_compatible(checkpoint, variables):
     """Every variable must be in the checkpoint with the same shape, and its stored values readable.
 
-    Resource variables would otherwise load a tensor of the wrong shape without complaint. Reading each value
-    (its crc32c is checked) finds a missing, truncated or overwritten .data file before anything is restored.
+    ``variables``: a list (each read under its own name) or {name in the checkpoint: variable}. Resource variables
+    would otherwise load a tensor of the wrong shape without complaint. Reading each value (its crc32c is
+    checked) finds a missing, truncated or overwritten .data file before anything is restored.
     """
     reader = checkpoint_reader(checkpoint)
     stored = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
     problems = []
-    for v in variables:
-        name, shape = v.op.name, tuple(v.shape.as_list())
+    for name, v in by_name(variables).items():
+        shape = tuple(v.shape.as_list())
         if name not in stored:
             problems.append(f"{name} missing")
         elif stored[name] != shape:
@@ -96,11 +102,11 @@ def check_compatible(checkpoint, variables):
                             f"{list(shape)} in the model")
     if problems:
         raise UserError(f"{checkpoint}: cannot restore: {'; '.join(problems)}")
-    for v in variables:
+    for name in by_name(variables):
         try:
-            reader.get_tensor(v.op.name)
+            reader.get_tensor(name)
         except (tf.errors.OpError, ValueError, RuntimeError, IndexError) as e:  # a short file: IndexError
-            raise UserError(f"{checkpoint}: cannot read {v.op.name} from its .data file "
+            raise UserError(f"{checkpoint}: cannot read {name} from its .data file "
                             f"({_first_line(e)})") from None
 
 
@@ -120,8 +126,9 @@ def check_input_channels(checkpoint, variables, flag="color_mode"):
 
 
 def restore_saver(variables):
-    """A Saver for exactly these variables, keyed by name so it reads them from any graph's checkpoint."""
-    return v1.train.Saver(var_list={v.op.name: v for v in variables}, name="restore_saver")
+    """A Saver for exactly these variables, keyed by name so it reads them from any graph's checkpoint (a list:
+    their own names; or {name in the checkpoint: variable})."""
+    return v1.train.Saver(var_list=by_name(variables), name="restore_saver")
 
 
 def report_lines(restored, model_variables, checkpoint, trained=None, restored_lr_multiplier=1.0):

@@ -35,15 +35,26 @@ def image_grid(images, rows, cols, image_shape):
     return tf.reshape(tf.transpose(tiles, [0, 2, 1, 3, 4]), [1, rows * height, cols * width, channels])
 
 
-def reconstruction_image(images, reconstruction, image_shape, count=8):
-    """One image: the first ``count`` inputs on the top row, their reconstructions below (black tiles where a
-    small validation split has fewer images)."""
+def rows_image(tag, rows, image_shape, count=8):
+    """One image of one row per batch of ``rows``, each its first ``count`` images (black tiles where a small
+    validation split has fewer images)."""
     def first(batch):
         batch = batch[:count]
         return tf.pad(batch, [[0, count - tf.shape(batch)[0]], [0, 0]])
     with v1.name_scope(SCOPE):
-        grid = image_grid(tf.concat([first(images), first(reconstruction)], axis=0), 2, count, image_shape)
-    return v1.summary.image("reconstructions/inputs_vs_outputs", grid, max_outputs=1)
+        grid = image_grid(tf.concat([first(batch) for batch in rows], axis=0), len(rows), count, image_shape)
+    return v1.summary.image(tag, grid, max_outputs=1)
+
+
+def reconstruction_image(images, reconstruction, image_shape, count=8):
+    """The first ``count`` inputs on the top row, their reconstructions below."""
+    return rows_image("reconstructions/inputs_vs_outputs", [images, reconstruction], image_shape, count)
+
+
+def augmentation_image(images, views, image_shape, count=8):
+    """The first ``count`` images on the top row, below them a row per augmented view of them (what training
+    batches look like)."""
+    return rows_image("augmentation/images_then_views", [images, *views], image_shape, count)
 
 
 def filter_grid(kernel, cols=4):
@@ -89,9 +100,10 @@ def epoch_summary(variables, activations, *images):
         return v1.summary.merge(ops, name="epoch")
 
 
-def train_scalars(loss, learning_rate):
-    """The per-step scalars, fetched only every --summary_every_steps steps."""
+def train_scalars(loss, learning_rate, more=None):
+    """The per-step scalars, fetched only every --summary_every_steps steps; ``more``: {tag: scalar tensor}."""
     ops = [v1.summary.scalar("train/loss", loss), v1.summary.scalar("train/learning_rate", learning_rate)]
+    ops += [v1.summary.scalar(tag, tensor) for tag, tensor in (more or {}).items()]
     with v1.name_scope(SCOPE):
         return v1.summary.merge(ops, name="train")
 

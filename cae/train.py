@@ -53,6 +53,19 @@ def epoch_order(num_examples, epoch, seed):
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
+def cycled_rows(num_examples, batch_size, first_step, num_steps, seed):
+    """[num_steps, batch_size] example indices: the batches of steps first_step, first_step + 1, ... of an endless
+    stream that passes over ``num_examples`` examples again and again, each pass in its own shuffled order (seeded
+    apart from epoch_order's). A pure function of its arguments: the labelled batches of a semi-supervised run,
+    which pass over a few labels many times while its epochs pass over the unlabelled images once."""
+    positions = (first_step + np.arange(num_steps, dtype=np.int64))[:, None] * batch_size + np.arange(batch_size)
+    passes = positions // num_examples
+    first_pass, last_pass = (int(passes.min()), int(passes.max())) if positions.size else (0, -1)
+    orders = np.stack([np.random.default_rng([seed, p, 1]).permutation(num_examples)
+                       for p in range(first_pass, last_pass + 1)]) if positions.size else np.zeros([0, 0], np.int64)
+    return orders[passes - first_pass, positions % num_examples].astype(np.int64)
+
+
 def steps_per_epoch(num_examples, batch_size):
     """Every example once per epoch: the last batch may be smaller."""
     return math.ceil(num_examples / batch_size)
@@ -67,8 +80,8 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
     """Run ``run_step(indices) -> loss`` over shuffled batches from ``first_step`` up to ``epochs`` epochs.
 
     ``first_step`` is the restored global step, so an interrupted run continues mid-epoch where it stopped.
-    ``start_epochs(orders)`` gets the orders of the next epochs (the first one only the rest of its epoch) before
-    their first step, as many as STREAM_EXAMPLES allows but at least one (a tf.data loop starts its iterator with
+    ``start_epochs(orders, step)`` gets the orders of the next epochs (the first one only the rest of its epoch)
+    and the global step of their first batch, before it, as many as STREAM_EXAMPLES allows but at least one (a tf.data loop starts its iterator with
     them; its ``run_step`` then ignores the batch indices a feed_dict loop needs).
     ``on_epoch_end(epoch, step)`` runs after each completed epoch; a true return value stops training there
     (early stopping). ``save(step)`` also runs every
@@ -88,7 +101,7 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
             if start_epochs and epoch >= streamed_to:
                 streamed_to = min(epochs, epoch + max(1, STREAM_EXAMPLES // num_examples))
                 start_epochs([order[step % per_epoch * batch_size:]]
-                             + [epoch_order(num_examples, e, seed) for e in range(epoch + 1, streamed_to)])
+                             + [epoch_order(num_examples, e, seed) for e in range(epoch + 1, streamed_to)], step)
             for batch in range(step % per_epoch, per_epoch):
                 loss = run_step(order[batch * batch_size:(batch + 1) * batch_size])
                 step += 1

@@ -41,10 +41,15 @@ class TrainGraph(NamedTuple):
     saver: tf.compat.v1.train.Saver  # every variable, into the train_dir
     restore_saver: tf.compat.v1.train.Saver  # only ``restored``, by name (None when nothing is restored)
     best_saver: tf.compat.v1.train.Saver  # the best validation's weights, into <train_dir>/best
+    # What the optimizer minimizes, where it is not metrics["loss"] (a semi-supervised run's sum of terms).
+    objective: tf.Tensor = None
+    # Run after a restore that did not come from the train_dir's own checkpoint (the EMA teacher takes the weights).
+    after_restore: tf.Operation = None
 
     @property
     def loss(self):
-        return self.metrics["loss"]
+        """The training loss the loop watches and shows."""
+        return self.metrics["loss"] if self.objective is None else self.objective
 
 
 class Run(NamedTuple):
@@ -57,7 +62,7 @@ class Run(NamedTuple):
 
 
 def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, prepare_batches=None,
-        classifier_info=None):
+        classifier_info=None, batch_size=None):
     """Train ``g`` on ``datasets`` in cfg.train_dir from its global step to cfg.epochs; return the metrics.
 
     ``initialize(sess)`` runs the initializer and restores (the train_dir's own checkpoint, or a selective
@@ -66,8 +71,10 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
     saves, returning True to stop early; ``finish(run, step)`` tests and returns the workflow's metrics, to
     which the run adds its own (steps, times, images/s) before writing ``metrics.json``. A classifier's
     ``classifier_info`` (class names in logit order, model_info.InputSpec) go to ``labels.txt`` and ``input.json``
-    as soon as the train_dir is claimed.
+    as soon as the train_dir is claimed. An epoch passes over the training split's images in steps of
+    ``batch_size`` (default cfg.batch_size; a semi-supervised run's unlabelled batch size).
     """
+    batch_size = batch_size or cfg.batch_size
     with v1.Session(graph=g.graph, config=session.config_proto_for(cfg)) as sess, \
             contextlib.ExitStack() as claimed:
         report = initialize(sess)
@@ -99,16 +106,16 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         current = Run(sess, writer, batches, splits, save)
         try:
             start = time.time()
-            step = train.fit(run_step, len(splits.train.images), cfg.batch_size, cfg.epochs, first_step, cfg.seed,
+            step = train.fit(run_step, len(splits.train.images), batch_size, cfg.epochs, first_step, cfg.seed,
                              lambda epoch, step: on_epoch_end(current, epoch, step), cfg.save_every_steps, save,
-                             lambda orders: batches.start(sess, splits.train, orders, cfg.batch_size))
+                             lambda orders, step: batches.start(sess, splits.train, orders, batch_size, step))
             wall = time.time() - start
             metrics = finish(current, step)
         finally:
             writer.close()
         steps = step - first_step
-        metrics.update(steps=step, wall_time_s=wall, images_per_s=steps * cfg.batch_size / wall if wall > 0 else 0.0,
-                       epoch_time_s=wall * train.steps_per_epoch(len(splits.train.images), cfg.batch_size)
+        metrics.update(steps=step, wall_time_s=wall, images_per_s=steps * batch_size / wall if wall > 0 else 0.0,
+                       epoch_time_s=wall * train.steps_per_epoch(len(splits.train.images), batch_size)
                        / max(1, steps))
         if prepare_batches:
             metrics["cache_time_s"] = prepare_time

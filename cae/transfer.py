@@ -4,59 +4,109 @@ checkpoint, and train only the chosen scopes (TF-Slim's ``--checkpoint_path`` / 
 import dataclasses
 import os
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from cae import data, features, model_info, models, optimize, pipeline, projector, restore, summaries
-from cae import train, train_dir, training_run
+from cae import augment, data, features, model_info, models, optimize, pipeline, projector, restore
+from cae import semi_supervised, summaries, train, train_dir, training_run
+from cae.config import PretrainConfig
+from cae.errors import UserError
 
 v1 = tf.compat.v1
 
 
 FROZEN_HEAD_SCOPES = "fc1,logits"
 ALL_SCOPES = "conv1,conv2,fc1,logits"
+DECODER_SCOPES = ",".join(models.DECODER_SCOPES)
+
+
+def _with_decoder(scopes, cfg):
+    """A semi-supervised run with a reconstruction loss also restores and trains the autoencoder's decoder."""
+    return f"{scopes},{DECODER_SCOPES}" if cfg.semi_supervised and cfg.reconstruction_weight else scopes
 
 
 def trainable_scopes(cfg):
-    """What the optimizer trains: as asked, else the new head over a checkpoint, else everything (scratch)."""
+    """What the optimizer trains: as asked, else the new head over a checkpoint, else everything (scratch, and
+    every semi-supervised run, its decoder included)."""
     if cfg.trainable_scopes:
         return cfg.trainable_scopes
+    if cfg.semi_supervised:
+        return _with_decoder(ALL_SCOPES, cfg)
     return FROZEN_HEAD_SCOPES if cfg.checkpoint_path else ALL_SCOPES
 
 
-def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES):
+def restore_scopes(cfg):
+    """What the selective Saver restores from --checkpoint_path: --restore_scopes (and the decoder, see
+    _with_decoder)."""
+    return _with_decoder(cfg.restore_scopes, cfg)
+
+
+def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES,
+                latent_size=None):
     """Classifier, selective restore Saver, and an optimizer over the trainable scopes only: a
-    training_run.TrainGraph."""
+    training_run.TrainGraph. With cfg.semi_supervised the classifier that is validated is the teacher (see
+    cae.semi_supervised) and ``latent_size`` sizes its decoder."""
     cfg = cfg.settled()
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(cfg.seed)
-        batches = pipeline.build(models.num_pixels(image_shape), with_labels=True)
-        model = models.classifier(batches.images, num_classes, image_shape=image_shape)
+        aug = semi_supervised.augmentation(cfg, image_shape) if cfg.semi_supervised else augment.from_config(cfg)
+        # Augmentation is seeded by the step, so then the global step comes first; otherwise it stays where it
+        # was, and so do the graph's random initial values.
+        global_step = v1.train.get_or_create_global_step() if aug.enabled or cfg.semi_supervised else None
+        augment_batch = ((lambda images: augment.augment(images, image_shape, aug,
+                                                         augment.step_seed(cfg.seed, global_step)))
+                         if aug.enabled else None)
+        batches = pipeline.build(models.num_pixels(image_shape), with_labels=True, augment=augment_batch,
+                                 unlabeled=cfg.semi_supervised)
+        semi = None
+        if cfg.semi_supervised:
+            semi = semi_supervised.build(batches, cfg, aug, image_shape, num_classes,
+                                         latent_size or PretrainConfig.latent_size, global_step, total_steps)
+            model = semi.evaluated
+        else:
+            model = models.classifier(batches.images, num_classes, image_shape=image_shape)
         loss, accuracy = models.classification_loss(model.logits, batches.labels)
-        # Captured before the optimizer exists: the model's own weights, never slots or global_step.
+        # Captured before the optimizer exists: the model's own weights, never slots, averages or global_step.
         model_variables = v1.trainable_variables()
-        restored = (restore.select(model_variables, cfg.restore_scopes, "restore_scopes")
+        restored = (restore.select(model_variables, restore_scopes(cfg), "restore_scopes")
                     if cfg.checkpoint_path else [])
         trained = restore.select(model_variables, trainable_scopes(cfg), "trainable_scopes")
         global_step = v1.train.get_or_create_global_step()
+        objective = semi.total if semi else loss
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
-            train_op, learning_rates = optimize.train_op(loss, trained, restored, learning_rate,
+            train_op, learning_rates = optimize.train_op(objective, trained, restored, learning_rate,
                                                          cfg.restored_lr_multiplier, global_step)
+        after_restore = None
+        if semi and semi.averages:
+            averaged = [v for v in model_variables if v.op.name in semi.averages]
+            train_op = semi_supervised.teacher_update(train_op, semi, averaged, cfg.ema_decay, global_step)
+            after_restore = semi_supervised.copy_to_averages(semi.averages, averaged)
+        # TensorBoard's view of the augmentation, on the fed validation images (the iterator keeps its place)
+        preview = []
+        if semi or aug.enabled:
+            weak, _, strong_view = semi_supervised.views(model.images, image_shape, aug, cfg, global_step,
+                                                         semi_supervised.PREVIEW_STREAMS)
+            preview = [summaries.augmentation_image(model.images, [weak, strong_view] if semi else [weak],
+                                                    image_shape)]
         epoch_summary = summaries.epoch_summary(model_variables,
-                                                {"conv1": model.conv1, "conv2": model.conv2, "fc1": model.fc1})
+                                                {"conv1": model.conv1, "conv2": model.conv2, "fc1": model.fc1},
+                                                *preview)
         embedding = (projector.embedding(model.images, model.fc1, cfg.projector_images, "fc1")
                      if cfg.projector_images else None)
+        train_scalars = summaries.train_scalars(objective, learning_rate, semi.terms if semi else None)
         return training_run.TrainGraph(
             graph=graph, model=model, input=batches, metrics={"loss": loss, "accuracy": accuracy},
             global_step=global_step, learning_rate=learning_rate, train_op=train_op, model_variables=model_variables,
             restored=restored, trained=trained, learning_rates=learning_rates,
-            train_summary=summaries.train_scalars(loss, learning_rate), epoch_summary=epoch_summary,
+            train_summary=train_scalars, epoch_summary=epoch_summary,
             embedding=embedding, init=v1.global_variables_initializer(),
             saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints),
             restore_saver=restore.restore_saver(restored) if restored else None,
-            best_saver=v1.train.Saver(max_to_keep=1, name="best_saver"))
+            best_saver=v1.train.Saver(max_to_keep=1, name="best_saver"),
+            objective=semi.total if semi else None, after_restore=after_restore)
 
 
 def initialize(sess, g, cfg):
@@ -68,12 +118,76 @@ def initialize(sess, g, cfg):
         note = f" (--checkpoint_path {cfg.checkpoint_path} ignored)" if cfg.checkpoint_path else ""
         return [f"resumed all variables from {own}{note}"]
     if not cfg.checkpoint_path:
-        return restore.report_lines([], g.model_variables, None, g.trained, cfg.restored_lr_multiplier)
+        lines = restore.report_lines([], g.model_variables, None, g.trained, cfg.restored_lr_multiplier)
+    else:
+        checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+        restore.check_input_channels(checkpoint, g.restored)
+        restore.check_compatible(checkpoint, g.restored)
+        g.restore_saver.restore(sess, checkpoint)
+        lines = restore.report_lines(g.restored, g.model_variables, checkpoint, g.trained,
+                                     cfg.restored_lr_multiplier)
+    if g.after_restore is not None:
+        sess.run(g.after_restore)
+        lines.append("teacher: the exponential moving average of the classifier's weights starts from them")
+    return lines
+
+
+def check_options(cfg):
+    """The semi-supervised and augmentation flags that cannot go together; returns cfg (cache_features settled)."""
+    if cfg.semi_supervised and cfg.cache_features:
+        raise UserError("--semi_supervised with --cache_features: a semi-supervised run trains the encoder on "
+                        "augmented views at every step, so no feature cache can serve; drop --cache_features")
+    if cfg.unlabeled_dir and not cfg.semi_supervised:
+        raise UserError(f"--unlabeled_dir={cfg.unlabeled_dir} needs --semi_supervised")
+    if cfg.num_labels and cfg.labels_per_class:
+        raise UserError(f"--num_labels={cfg.num_labels} and --labels_per_class={cfg.labels_per_class}: give one")
+    if cfg.cache_features and cfg.augmenting:
+        logging.warning("--cache_features: augmented training images change at every step, so their features "
+                        "cannot be cached (retrain.py's rule); running the frozen layers at every step")
+        cfg = dataclasses.replace(cfg, cache_features=False)
+    return cfg
+
+
+def load_data(cfg, datasets=None):
+    """(Datasets whose train split is the labelled training images, the unlabelled images or None).
+
+    ``--num_labels`` keeps the first N training images, ``--labels_per_class`` the first N of each class (in the
+    folder's hash order, or for MNIST an order drawn from --seed). A semi-supervised run's unlabelled images are
+    every training image, labels ignored, and the images of --unlabeled_dir. Given ``datasets`` are whole, except
+    that without either of those a caller has already cut them to --num_labels.
+    """
+    whole = cfg.semi_supervised or cfg.labels_per_class
+    if datasets is None:
+        datasets = data.from_config(cfg, limit=None if whole else cfg.num_labels)
+    if not whole:
+        return datasets, None
+    labelled = datasets.train
+    if cfg.labels_per_class:
+        order = None if cfg.image_dir else np.random.default_rng(cfg.seed).permutation(len(labelled.labels))
+        labelled = data.splits.per_class(labelled, cfg.labels_per_class, datasets.class_names, order)
+    elif cfg.num_labels:
+        labelled = data.splits.limit(labelled, cfg.num_labels)
+    unlabeled = None
+    if cfg.semi_supervised:
+        unlabeled = datasets.train.images
+        if cfg.unlabeled_dir:
+            more = data.folders.load_unlabeled(cfg.unlabeled_dir, datasets.image_shape, cfg.skip_bad_images)
+            unlabeled = np.concatenate([unlabeled, more])
+    return datasets._replace(train=labelled), unlabeled
+
+
+def decoder_latent_size(cfg):
+    """The latent size of the decoder a semi-supervised run restores from --checkpoint_path (None: nothing to
+    restore); UserError where the checkpoint has no decoder but the reconstruction loss needs one."""
+    if not (cfg.semi_supervised and cfg.reconstruction_weight and cfg.checkpoint_path):
+        return None
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
-    restore.check_input_channels(checkpoint, g.restored)
-    restore.check_compatible(checkpoint, g.restored)
-    g.restore_saver.restore(sess, checkpoint)
-    return restore.report_lines(g.restored, g.model_variables, checkpoint, g.trained, cfg.restored_lr_multiplier)
+    shape = restore.checkpoint_shapes(checkpoint).get("latent_var/kernel")
+    if shape is None:
+        raise UserError(f"--checkpoint_path={cfg.checkpoint_path}: no decoder in it (latent_var/kernel missing; "
+                        f"not an autoencoder checkpoint), but --semi_supervised's reconstruction loss needs one; "
+                        f"pass an autoencoder checkpoint or --reconstruction_weight=0")
+    return shape[1]
 
 
 def transfer(cfg, datasets=None):
@@ -82,14 +196,18 @@ def transfer(cfg, datasets=None):
     Everything the user gave (train_dir, data, scopes, checkpoints) is checked before the train_dir is created or
     written to.
     """
-    cfg = cfg.settled()
+    cfg = check_options(cfg.settled())
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
-    datasets = datasets or data.from_config(cfg, limit=cfg.num_labels)
+    latent_size = decoder_latent_size(cfg)
+    datasets, unlabeled = load_data(cfg, datasets)
     cfg = dataclasses.replace(cfg, projector_images=projector.fit_count(cfg.projector_images, datasets.test))
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
-    total_steps = cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size)
-    g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names))
+    # An epoch is a pass over the images the training loop counts: a semi-supervised run's unlabelled ones.
+    epoch_images, epoch_batch = ((len(unlabeled), cfg.unlabeled_batch_size) if unlabeled is not None else
+                                 (len(datasets.train.images), cfg.batch_size))
+    total_steps = cfg.epochs * train.steps_per_epoch(epoch_images, epoch_batch)
+    g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names), latent_size)
     model_info.check_resume(cfg.train_dir, datasets.class_names)
     # With --cache_features the frozen layers' outputs, computed once, are fed in place of their tensor (a fed
     # tensor cuts everything below it out of the run), so the pipeline never starts.
@@ -102,6 +220,9 @@ def transfer(cfg, datasets=None):
         return lines + [f"training: {', '.join(v.op.name for v in g.trained)}"]
 
     def prepare_batches(sess):
+        if unlabeled is not None:
+            return g.input, datasets._replace(train=pipeline.Streams(unlabeled, datasets.train, cfg.batch_size,
+                                                                     cfg.seed))
         if not cache_point:
             return g.input, datasets
         cached = features.compute_splits(sess, cache_point, g.model.images, datasets)
@@ -149,4 +270,5 @@ def transfer(cfg, datasets=None):
 
     return training_run.run(cfg, g, datasets, initialize_and_log, on_epoch_end, finish, projector_set,
                             prepare_batches,
-                            classifier_info=(datasets.class_names, model_info.spec_of(datasets, cfg.image_dir)))
+                            classifier_info=(datasets.class_names, model_info.spec_of(datasets, cfg.image_dir)),
+                            batch_size=epoch_batch)

@@ -54,7 +54,7 @@ def test_one_epoch_visits_every_example_exactly_once():
 
         starts = []
         last = train.fit(run_step, 10, 4, 2, 0, seed=3,
-                         start_epochs=lambda orders: starts.append(len(orders)) or p.start(sess, split, orders, 4))
+                         start_epochs=lambda orders, step: starts.append(len(orders)) or p.start(sess, split, orders, 4))
     assert starts == [2]  # one start of the iterator holds both epochs of a small set
     assert last == 6 and [len(ids) for ids in seen] == [4, 4, 2] * 2  # no batch crosses an epoch's end
     for epoch in range(2):
@@ -73,7 +73,7 @@ def test_resumed_run_sees_the_batches_an_uninterrupted_one_would():
         seen = []
         with v1.Session(graph=graph) as sess:
             train.fit(lambda _: seen.append(sess.run(p.images)[:, 0]) or 0.0, 10, 4, 2, first_step, seed=3,
-                      start_epochs=lambda orders: p.start(sess, split, orders, 4))
+                      start_epochs=lambda orders, step: p.start(sess, split, orders, 4))
         return seen
 
     whole, resumed = batches(0), batches(4)  # resumed in the middle of the second epoch
@@ -91,7 +91,7 @@ def test_a_large_set_streams_an_epoch_per_start(monkeypatch):
     seen, starts = [], []
     with v1.Session(graph=graph) as sess:
         train.fit(lambda _: seen.append(sess.run(p.images)[:, 0]) or 0.0, 10, 4, 3, 0, seed=3,
-                  start_epochs=lambda orders: starts.append(len(orders)) or p.start(sess, split, orders, 4))
+                  start_epochs=lambda orders, step: starts.append(len(orders)) or p.start(sess, split, orders, 4))
     assert starts == [1, 1, 1]
     np.testing.assert_array_equal(np.concatenate(seen), np.concatenate([train.epoch_order(10, e, 3)
                                                                         for e in range(3)]))

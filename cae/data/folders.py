@@ -132,6 +132,26 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
                     image_shape=tuple(int(d) for d in pixels.shape[1:]), class_names=tuple(class_names))
 
 
+def load_unlabeled(image_dir, image_shape, skip_bad_images=False, flag="unlabeled_dir"):
+    """Every image below ``image_dir`` (any tree), resized and converted to ``image_shape`` (S, S, C): float32
+    [N, S*S*C] in [0, 1], in path order. Undecodable files raise a UserError naming the first, or with
+    ``skip_bad_images`` are skipped with one warning."""
+    size, _, channels = image_shape
+    _, paths = list_images(image_dir, labelled=False, flag=flag)
+    pixels, good, bad, errors = decode_images(image_dir, paths, size, "rgb" if channels == 3 else "grayscale",
+                                              stop_at_bad=not skip_bad_images)
+    if bad and not skip_bad_images:
+        raise UserError(f"{os.path.join(image_dir, bad[0])}: not a decodable image ({errors[0]}); fix or remove it, "
+                        f"or pass --skip_bad_images")
+    if bad:
+        logging.warning("skipped %d undecodable image file(s) in %s, the first: %s (%s)", len(bad), image_dir,
+                        os.path.join(image_dir, bad[0]), errors[0])
+    if not good:
+        raise UserError(f"--{flag}={image_dir}: no decodable images in it")
+    logging.info("--%s: %d unlabelled images from %s", flag, len(good), image_dir)
+    return to_float(pixels.reshape(len(pixels), -1))
+
+
 def check_options(image_size, color_mode, validation_percentage, testing_percentage):
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
                                    or image_size < 8 or image_size % 4):
@@ -148,12 +168,12 @@ def check_options(image_size, color_mode, validation_percentage, testing_percent
                         f"less than 100 (the rest is the training split)")
 
 
-def list_images(image_dir, labelled=True):
-    """(class names, sorted relative paths with '/' separators) of the images in ``image_dir``."""
+def list_images(image_dir, labelled=True, flag="image_dir"):
+    """(class names, sorted relative paths with '/' separators) of the images in ``image_dir`` (--``flag``)."""
     if not os.path.exists(image_dir):
-        raise UserError(f"--image_dir={image_dir}: no such directory")
+        raise UserError(f"--{flag}={image_dir}: no such directory")
     if not os.path.isdir(image_dir):
-        raise UserError(f"--image_dir={image_dir}: not a directory")
+        raise UserError(f"--{flag}={image_dir}: not a directory")
     kinds = ", ".join(IMAGE_EXTENSIONS)
     if not labelled:
         paths = _walk(image_dir, "")

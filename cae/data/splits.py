@@ -37,6 +37,21 @@ def limit(split, num_labels, limit_flag="num_labels"):
     return Split(split.images[:num_labels], split.labels[:num_labels])
 
 
+def per_class(split, count, class_names, order=None, flag="labels_per_class"):
+    """The first ``count`` images of each class of ``split`` in ``order`` (default: the split's own), kept in that
+    order; UserError naming ``flag`` and the class when one has fewer."""
+    order = np.arange(len(split.labels)) if order is None else np.asarray(order)
+    labels = split.labels[order]
+    chosen = np.zeros(len(order), bool)
+    for label, name in enumerate(class_names):
+        where = np.flatnonzero(labels == label)
+        if len(where) < count:
+            raise UserError(f"--{flag}={count}: class {name!r} has only {len(where)} training images")
+        chosen[where[:count]] = True
+    rows = order[chosen]
+    return Split(split.images[rows], split.labels[rows])
+
+
 def check_limit(num_labels, available, limit_flag="num_labels"):
     if not 0 < num_labels <= available:
         raise UserError(f"--{limit_flag}={num_labels}: expected 1 to {available}")
