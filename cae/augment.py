@@ -57,6 +57,16 @@ def step_seed(seed, global_step, stream=0):
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(global_step, tf.int64) * 16 + stream])
 
 
+def batch_augmenter(aug, image_shape, seed):
+    """``augment`` for pipeline.build's training batches, seeded by (``seed``, global step); None when ``aug`` asks
+    for nothing. It creates the global step, so a graph that augments has it first; one that does not keeps its
+    op order, and with it the random initial values its seed gave before augmentation existed."""
+    if not aug.enabled:
+        return None
+    global_step = v1.train.get_or_create_global_step()
+    return lambda images: augment(images, image_shape, aug, step_seed(seed, global_step))
+
+
 def _uniform(seed, index, count, low, high):
     """``count`` values uniform in [low, high), from the ``index``-th stream of ``seed``."""
     return tf.random.stateless_uniform([count], seed=tf.stack([seed[0], seed[1] * 16 + index]),

@@ -5,9 +5,11 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from cae import data, models, pipeline, projector, summaries, train, train_dir, training_run
+from cae import augment, data, models, pipeline, projector, summaries, train, train_dir, training_run
 
 v1 = tf.compat.v1
+
+PREVIEW_STREAM = 13  # the seed stream of TensorBoard's view of the augmentation (cae.augment.step_seed)
 
 
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
@@ -15,7 +17,9 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(cfg.seed)
-        batches = pipeline.build(models.num_pixels(image_shape), with_labels=False)
+        aug = augment.from_config(cfg)
+        batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
+                                 augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
         model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape)
         model_variables = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()
@@ -23,9 +27,12 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
             optimizer = v1.train.AdamOptimizer(learning_rate)
             train_op = optimizer.minimize(model.loss, global_step=global_step)
+        preview = [summaries.augmentation_image(model.images, [augment.augment(
+            model.images, image_shape, aug, augment.step_seed(cfg.seed, global_step, PREVIEW_STREAM))], image_shape)]
         epoch_summary = summaries.epoch_summary(
             model_variables, {"conv1": model.conv1, "conv2": model.conv2, "latent": model.latent},
-            summaries.reconstruction_image(model.images, model.reconstruction, image_shape))
+            summaries.reconstruction_image(model.images, model.reconstruction, image_shape),
+            *(preview if aug.enabled else []))
         embedding = (projector.embedding(model.images, model.latent, cfg.projector_images, "latent")
                      if cfg.projector_images else None)
         return training_run.TrainGraph(

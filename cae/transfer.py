@@ -52,12 +52,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
     with graph.as_default():
         v1.set_random_seed(cfg.seed)
         aug = semi_supervised.augmentation(cfg, image_shape) if cfg.semi_supervised else augment.from_config(cfg)
-        # Augmentation is seeded by the step, so then the global step comes first; otherwise it stays where it
-        # was, and so do the graph's random initial values.
-        global_step = v1.train.get_or_create_global_step() if aug.enabled or cfg.semi_supervised else None
-        augment_batch = ((lambda images: augment.augment(images, image_shape, aug,
-                                                         augment.step_seed(cfg.seed, global_step)))
-                         if aug.enabled else None)
+        augment_batch = augment.batch_augmenter(aug, image_shape, cfg.seed)
+        global_step = v1.train.get_or_create_global_step() if augment_batch or cfg.semi_supervised else None
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=True, augment=augment_batch,
                                  unlabeled=cfg.semi_supervised)
         semi = None
