@@ -126,8 +126,9 @@ class AugmentConfig:
     predict). All off by default. Meanings of crop, scale and brightness as in TensorFlow's retrain.py."""
     random_translate: float = option(0.0, "Shift each training image by up to this many pixels, up/down and "
                                           "left/right.", check=(lambda v: 0 <= v <= 64, "expected pixels in [0, 64]"))
-    random_crop: float = option(0.0, "Percentage margin to crop off training images at a random place (retrain.py): "
-                                     "the image is enlarged by it, then cut back to its size.", check=percent_below(100))
+    random_crop: float = option(0.0, "Percentage margin to crop off training images at a random place "
+                                     "(retrain.py): the image is enlarged by it, then cut back to its size.",
+                                check=percent_below(100))
     random_scale: float = option(0.0, "Percentage to enlarge training images by, at random (retrain.py).",
                                  check=percent_below(100))
     flip_left_right: bool = option(False, "Mirror half the training images left-right at random.")
@@ -234,7 +235,7 @@ class TransferConfig(RunConfig):
                                     check=NON_NEGATIVE)
     fixmatch_threshold: float = option(0.95, "With --semi_supervised: the teacher's probability a pseudo-label "
                                              "needs.", check=UNIT_INTERVAL)
-    consistency_weight: float = option(0.0, "With --semi_supervised: weight of the Mean Teacher loss, the squared "
+    consistency_weight: float = option(1.0, "With --semi_supervised: weight of the Mean Teacher loss, the squared "
                                             "distance between the student's and the teacher's class probabilities.",
                                        check=NON_NEGATIVE)
     ema_decay: float = option(0.99, "With --semi_supervised: decay of the exponential moving average of the "

@@ -6,13 +6,20 @@ a weak one (the run's augmentation) that the teacher classifies, and a strong on
 ``strong_magnitude`` times its strength, then a cutout) that the student learns from. The loss is
 
     cross-entropy(student(x), labels)
-    + reconstruction_weight * reconstruction loss of the strong view before its cutout, decoded from the
-      student's conv2 of the strong view by the autoencoder's decoder (latent_var ... dconv2), restored from
-      the autoencoder checkpoint: the autoencoder keeps teaching the encoder, and fills in what the cutout hid
+    + reconstruction_weight * reconstruction loss of the strong view before its cutout (its first --batch_size
+      images), decoded from the student's conv2 of the strong view by the autoencoder's decoder (latent_var ...
+      dconv2), restored from the autoencoder checkpoint: the autoencoder keeps teaching the encoder, and fills in
+      what the cutout hid
     + ramp * fixmatch_weight * cross-entropy(student(strong u), the teacher's class of weak u) where the teacher's
       probability reaches fixmatch_threshold (FixMatch, Sohn et al. 2020), averaged over the whole batch
     + ramp * consistency_weight * squared distance between the student's and the teacher's class probabilities
       (Mean Teacher, Tarvainen & Valpola 2017)
+
+Defaults, measured on MNIST with 10 labels per class (README, "Few labels"): both consistency terms, the
+reconstruction, an EMA teacher of decay 0.99, 20 passes over the unlabelled images in batches of 256 with 64
+labelled images a step. Without a given augmentation the weak view shifts by up to 1/8 of the side; the strong
+view shifts twice as far and cuts out a gray half-side square. A weaker strong view (cutout 0.3, 1.5x) lost 4
+points at 8 epochs; the number of steps mattered most (8 epochs: 96.4%, 20: 98.2%).
 
 The teacher is an exponential moving average of the student's classifier weights: non-trainable variables named
 ``<variable>/ExponentialMovingAverage`` (TF1's ``tf.train.ExponentialMovingAverage`` names), updated after each
@@ -132,8 +139,11 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
     terms["train/supervised"] = supervised
     total = supervised
     if cfg.reconstruction_weight:
-        _, _, logits, reconstruction = models.decoder(student.conv2[labelled_count:], latent_size, image_shape)
-        terms["train/reconstruction"] = models.reconstruction_loss(warped, logits, reconstruction)
+        # The decoder costs as much as the rest of the step: it rebuilds only the first --batch_size of the
+        # strong view (a quarter by default), the autoencoder's own batch size.
+        decoded = slice(labelled_count, labelled_count + cfg.batch_size)
+        _, _, logits, reconstruction = models.decoder(student.conv2[decoded], latent_size, image_shape)
+        terms["train/reconstruction"] = models.reconstruction_loss(warped[:cfg.batch_size], logits, reconstruction)
         total += cfg.reconstruction_weight * terms["train/reconstruction"]
 
     averages = moving_averages(classifier_variables) if cfg.ema_decay else {}

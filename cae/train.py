@@ -81,8 +81,9 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
 
     ``first_step`` is the restored global step, so an interrupted run continues mid-epoch where it stopped.
     ``start_epochs(orders, step)`` gets the orders of the next epochs (the first one only the rest of its epoch)
-    and the global step of their first batch, before it, as many as STREAM_EXAMPLES allows but at least one (a tf.data loop starts its iterator with
-    them; its ``run_step`` then ignores the batch indices a feed_dict loop needs).
+    and the global step of their first batch, before it, as many as STREAM_EXAMPLES allows but at least one (a
+    tf.data loop starts its iterator with them; its ``run_step`` then ignores the batch indices a feed_dict loop
+    needs).
     ``on_epoch_end(epoch, step)`` runs after each completed epoch; a true return value stops training there
     (early stopping). ``save(step)`` also runs every
     ``save_every_steps`` steps inside an epoch (0: never). With ``save``, SIGINT/SIGTERM stop the loop after the

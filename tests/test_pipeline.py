@@ -53,8 +53,8 @@ def test_one_epoch_visits_every_example_exactly_once():
             return 0.0
 
         starts = []
-        last = train.fit(run_step, 10, 4, 2, 0, seed=3,
-                         start_epochs=lambda orders, step: starts.append(len(orders)) or p.start(sess, split, orders, 4))
+        last = train.fit(run_step, 10, 4, 2, 0, seed=3, start_epochs=lambda orders, step: starts.append(len(orders))
+                         or p.start(sess, split, orders, 4))
     assert starts == [2]  # one start of the iterator holds both epochs of a small set
     assert last == 6 and [len(ids) for ids in seen] == [4, 4, 2] * 2  # no batch crosses an epoch's end
     for epoch in range(2):

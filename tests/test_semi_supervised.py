@@ -2,7 +2,6 @@
 training, an EMA teacher validates, is exported and predicts), on real MNIST digits."""
 
 import json
-import os
 import signal
 
 import numpy as np
@@ -13,7 +12,7 @@ from cae import augment, data, export, models, transfer
 from cae.config import ExportConfig, TransferConfig
 from cae.errors import UserError
 
-from conftest import run_cli, save_autoencoder_checkpoint, snapshot
+from conftest import checkpoint_predictions, run_cli, save_autoencoder_checkpoint, snapshot
 from test_crash_resume import assert_same_tensors, read_all, scalars, start, step_of, wait_for
 from test_own_images import assert_rejected, write_folder
 
@@ -109,8 +108,8 @@ def semi_run(tmp_path_factory, mnist):
     g = transfer.build_graph(cfg, total_steps=16, latent_size=12)
     with v1.Session(graph=g.graph) as sess:  # the variables right after the selective restore
         transfer.initialize(sess, g, cfg.settled())
-        restored = {v.op.name: value for v, value in zip(g.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES),
-                                                         sess.run(g.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)))}
+        variables = g.graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES)
+        restored = {v.op.name: value for v, value in zip(variables, sess.run(variables))}
     metrics = transfer.transfer(cfg, small)
     return checkpoint, root, restored, metrics
 
@@ -160,7 +159,6 @@ def test_the_exported_model_is_the_teacher_that_was_tested(semi_run, mnist, tmp_
     np.testing.assert_allclose(exported, teacher, atol=1e-6)
     accuracy = np.mean(teacher.argmax(1) == mnist.test.labels)
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-6)  # what the run tested is what ships
-    from conftest import checkpoint_predictions
     student, _ = checkpoint_predictions(str(root / "run"), mnist.test.images)
     assert (student != teacher.argmax(1)).any()  # and it is not the student
 
