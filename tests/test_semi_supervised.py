@@ -194,7 +194,11 @@ def test_a_killed_semi_supervised_run_resumes_to_the_same_weights(tmp_path, mnis
     latest = tf.train.latest_checkpoint(str(killed))
     assert step_of(latest) == steps
     assert_same_tensors(read_all(latest), read_all(tf.train.latest_checkpoint(str(tmp_path / "ref"))))
-    assert scalars(killed, "train/loss") == scalars(tmp_path / "ref", "train/loss")
+    # The logged losses, step by step: seen once, with the other core busy, to differ in the last bit of one step's
+    # loss while every weight still matched (a value no gradient depends on), so they are held to 1e-6.
+    got, want = scalars(killed, "train/loss"), scalars(tmp_path / "ref", "train/loss")
+    assert [step for step, _ in got] == [step for step, _ in want] == list(range(1, steps + 1))
+    np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
 
 
 @pytest.mark.parametrize("case", ["no_decoder", "empty_unlabeled_dir", "too_many_labels", "out_of_range",
