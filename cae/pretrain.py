@@ -27,12 +27,13 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
             optimizer = v1.train.AdamOptimizer(learning_rate)
             train_op = optimizer.minimize(model.loss, global_step=global_step)
-        preview = [summaries.augmentation_image(model.images, [augment.augment(
+        # TensorBoard's view of the augmentation, on the fed validation images
+        preview = ([summaries.augmentation_image(model.images, [augment.augment(
             model.images, image_shape, aug, augment.step_seed(cfg.seed, global_step, PREVIEW_STREAM))], image_shape)]
+            if aug.enabled else [])
         epoch_summary = summaries.epoch_summary(
             model_variables, {"conv1": model.conv1, "conv2": model.conv2, "latent": model.latent},
-            summaries.reconstruction_image(model.images, model.reconstruction, image_shape),
-            *(preview if aug.enabled else []))
+            summaries.reconstruction_image(model.images, model.reconstruction, image_shape), *preview)
         embedding = (projector.embedding(model.images, model.latent, cfg.projector_images, "latent")
                      if cfg.projector_images else None)
         return training_run.TrainGraph(
