@@ -57,6 +57,9 @@ def step_seed(seed, global_step, stream=0):
     return tf.stack([tf.constant(seed, tf.int64), tf.cast(global_step, tf.int64) * 16 + stream])
 
 
+PREVIEW_STREAM = 13  # the first seed stream of TensorBoard's views of the augmentation (fixed validation images)
+
+
 def batch_augmenter(aug, image_shape, seed):
     """``augment`` for pipeline.build's training batches, seeded by (``seed``, global step); None when ``aug`` asks
     for nothing. It creates the global step, so a graph that augments has it first; one that does not keeps its

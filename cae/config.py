@@ -48,10 +48,7 @@ IMAGE_SIZE = (lambda v: v >= 8 and v % 4 == 0, "expected a multiple of 4, at lea
 FRACTION = (lambda v: 0 < v <= 1, "expected a fraction in (0, 1]")
 NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "expected a number >= 0")
 UNIT_INTERVAL = (lambda v: 0 <= v <= 1, "expected a number in [0, 1]")
-
-
-def percent_below(top):
-    return lambda v: 0 <= v < top, f"expected a percentage >= 0 and < {top}"
+PERCENT_OR_ZERO = (lambda v: 0 <= v < 100, "expected a percentage >= 0 and < 100")
 
 
 def option(default, help, choices=None, check=None):
@@ -128,17 +125,17 @@ class AugmentConfig:
                                           "left/right.", check=(lambda v: 0 <= v <= 64, "expected pixels in [0, 64]"))
     random_crop: float = option(0.0, "Percentage margin to crop off training images at a random place "
                                      "(retrain.py): the image is enlarged by it, then cut back to its size.",
-                                check=percent_below(100))
+                                check=PERCENT_OR_ZERO)
     random_scale: float = option(0.0, "Percentage to enlarge training images by, at random (retrain.py).",
-                                 check=percent_below(100))
+                                 check=PERCENT_OR_ZERO)
     flip_left_right: bool = option(False, "Mirror half the training images left-right at random.")
     flip_up_down: bool = option(False, "Mirror half the training images upside down at random.")
     random_rotate: float = option(0.0, "Rotate each training image by up to this many degrees either way.",
                                   check=(lambda v: 0 <= v <= 180, "expected degrees in [0, 180]"))
     random_brightness: float = option(0.0, "Percentage to multiply training pixels up or down by, at random "
-                                           "(retrain.py).", check=percent_below(100))
+                                           "(retrain.py).", check=PERCENT_OR_ZERO)
     random_contrast: float = option(0.0, "Percentage to scale each training image's contrast up or down by, at "
-                                         "random.", check=percent_below(100))
+                                         "random.", check=PERCENT_OR_ZERO)
 
     @property
     def augmenting(self):

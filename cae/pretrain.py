@@ -9,7 +9,6 @@ from cae import augment, data, models, pipeline, projector, summaries, train, tr
 
 v1 = tf.compat.v1
 
-PREVIEW_STREAM = 13  # the seed stream of TensorBoard's view of the augmentation (cae.augment.step_seed)
 
 
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
@@ -28,9 +27,11 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             optimizer = v1.train.AdamOptimizer(learning_rate)
             train_op = optimizer.minimize(model.loss, global_step=global_step)
         # TensorBoard's view of the augmentation, on the fed validation images
-        preview = ([summaries.augmentation_image(model.images, [augment.augment(
-            model.images, image_shape, aug, augment.step_seed(cfg.seed, global_step, PREVIEW_STREAM))], image_shape)]
-            if aug.enabled else [])
+        preview = []
+        if aug.enabled:
+            seed = augment.step_seed(cfg.seed, global_step, augment.PREVIEW_STREAM)
+            preview = [summaries.augmentation_image(model.images, [augment.augment(model.images, image_shape, aug,
+                                                                                   seed)], image_shape)]
         epoch_summary = summaries.epoch_summary(
             model_variables, {"conv1": model.conv1, "conv2": model.conv2, "latent": model.latent},
             summaries.reconstruction_image(model.images, model.reconstruction, image_shape), *preview)

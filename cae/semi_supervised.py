@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from cae import augment, models
+from cae import augment, models, restore
 
 v1 = tf.compat.v1
 
@@ -39,7 +39,7 @@ EMA_SUFFIX = "ExponentialMovingAverage"
 CLASSIFIER_SCOPES = ("conv1", "conv2", "fc1", "logits")
 # Seed streams of a step's views (cae.augment.step_seed): the labelled batch uses stream 0.
 WEAK_STREAM, STRONG_STREAM, CUTOUT_STREAM = 1, 2, 3
-PREVIEW_STREAMS = (13, 14, 15)  # the views TensorBoard shows, of fixed images
+PREVIEW_STREAMS = tuple(augment.PREVIEW_STREAM + i for i in range(3))  # the views TensorBoard shows
 
 
 class Graph(NamedTuple):
@@ -130,7 +130,7 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
     # One student pass over both batches: one large batch keeps two cores busier than two small ones.
     student = models.classifier(tf.concat([batches.images, strong_view], 0), num_classes, image_shape=image_shape)
     student_logits, strong_logits = student.logits[:labelled_count], student.logits[labelled_count:]
-    classifier_variables = [v for v in v1.trainable_variables() if v.op.name.split("/")[0] in CLASSIFIER_SCOPES]
+    classifier_variables = restore.select(v1.trainable_variables(), ",".join(CLASSIFIER_SCOPES))
 
     terms = {}
     with v1.name_scope("SUPERVISED"):

@@ -98,13 +98,7 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
                                                   stop_at_bad=not skip_bad_images, workers=workers,
                                                   pool_threshold=pool_threshold,
                                                   total_bytes=sum(size for _, size, _ in entries))
-    if bad:
-        first = os.path.join(image_dir, bad[0])
-        if not skip_bad_images:
-            raise UserError(f"{first}: not a decodable image ({errors[0]}); fix or remove it, "
-                            f"or pass --skip_bad_images")
-        logging.warning("skipped %d undecodable image file(s) in %s, the first: %s (%s)", len(bad), image_dir,
-                        first, errors[0])
+    _report_bad(image_dir, bad, errors, skip_bad_images)
     labels = _labels(good, class_names, labelled)
     chosen = splits.hash_split(good, validation_percentage, testing_percentage)
     if bad:  # what was skipped may have emptied a class or a split
@@ -140,16 +134,22 @@ def load_unlabeled(image_dir, image_shape, skip_bad_images=False, flag="unlabele
     _, paths = list_images(image_dir, labelled=False, flag=flag)
     pixels, good, bad, errors = decode_images(image_dir, paths, size, "rgb" if channels == 3 else "grayscale",
                                               stop_at_bad=not skip_bad_images)
-    if bad and not skip_bad_images:
-        raise UserError(f"{os.path.join(image_dir, bad[0])}: not a decodable image ({errors[0]}); fix or remove it, "
-                        f"or pass --skip_bad_images")
-    if bad:
-        logging.warning("skipped %d undecodable image file(s) in %s, the first: %s (%s)", len(bad), image_dir,
-                        os.path.join(image_dir, bad[0]), errors[0])
+    _report_bad(image_dir, bad, errors, skip_bad_images)
     if not good:
         raise UserError(f"--{flag}={image_dir}: no decodable images in it")
     logging.info("--%s: %d unlabelled images from %s", flag, len(good), image_dir)
     return to_float(pixels.reshape(len(pixels), -1))
+
+
+def _report_bad(image_dir, bad, errors, skip_bad_images):
+    """Undecodable files: a UserError naming the first, or with ``skip_bad_images`` one warning."""
+    if not bad:
+        return
+    first = os.path.join(image_dir, bad[0])
+    if not skip_bad_images:
+        raise UserError(f"{first}: not a decodable image ({errors[0]}); fix or remove it, or pass --skip_bad_images")
+    logging.warning("skipped %d undecodable image file(s) in %s, the first: %s (%s)", len(bad), image_dir, first,
+                    errors[0])
 
 
 def check_options(image_size, color_mode, validation_percentage, testing_percentage):
