@@ -23,7 +23,7 @@ import collections
 import dataclasses
 import math
 
-from cae import data
+from cae import class_metrics, data
 from cae.data import folders
 
 # Choices, from the code that owns them where that code is TensorFlow-free.
@@ -34,6 +34,8 @@ LOSSES = ("bce", "mse")  # the autoencoder's reconstruction losses (cae.models)
 SCHEDULES = ("constant", "cosine", "one_cycle")  # learning-rate schedules (cae.train.learning_rate)
 PRECISIONS = ("float32", "mixed_bfloat16")  # the session's arithmetic (cae.session.config_proto)
 LAYERS = ("conv2", "latent", "fc1")  # what cae.extract can extract (its LAYER_SCOPES)
+CLASS_WEIGHTS = class_metrics.CLASS_WEIGHTS  # none, balanced
+SELECT_BY = class_metrics.SELECT_BY  # accuracy, balanced_accuracy, macro_f1
 
 
 def at_least(smallest, note=""):
@@ -257,6 +259,12 @@ class TransferConfig(RunConfig):
                               "accuracy and report the test accuracy of the best one (0: off).")
     stop_at_accuracy: float = option(None, "Stop at the first validation whose accuracy reaches this fraction (e.g. "
                                            "0.99): its weights are saved and tested.", check=FRACTION)
+    class_weight: str = option("none", "balanced: weigh each training image's loss by N / (classes * images of "
+                                       "its class) in the labelled training split, so a rare class counts as much as "
+                                       "a common one.", choices=CLASS_WEIGHTS)
+    select_by: str = option("accuracy", "What --patience's early stopping and the best checkpoint follow on the "
+                                        "validation split (balanced_accuracy or macro_f1 for imbalanced classes).",
+                            choices=SELECT_BY)
 
     def settled(self):
         """This config with the defaults that depend on other settings filled in: the recipe (epochs, batch size,

@@ -140,11 +140,19 @@ def classifier_geometry(shapes):
     return (side, side, channels), num_classes
 
 
+def cross_entropy(logits, labels, class_weights=None, name="xent"):
+    """Mean softmax cross-entropy against integer labels; with ``class_weights`` ([num_classes] numbers) each
+    image's term is multiplied by its class's weight first (--class_weight=balanced)."""
+    per_image = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
+    if class_weights is not None:
+        per_image *= tf.gather(tf.constant(class_weights, tf.float32, name="class_weights"), labels)
+    return tf.reduce_mean(per_image, name=name)
+
+
 def classification_loss(logits, labels):
     """Mean softmax cross-entropy and accuracy against integer labels."""
     with v1.name_scope("LOSS"):
-        loss = tf.reduce_mean(
-            tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits), name="xent")
+        loss = cross_entropy(logits, labels)
         correct = tf.equal(tf.argmax(logits, axis=1), labels)
         accuracy = tf.reduce_mean(tf.cast(correct, tf.float32), name="accuracy")
     return loss, accuracy

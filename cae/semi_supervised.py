@@ -120,9 +120,10 @@ def views(images, image_shape, aug, cfg, global_step, streams):
                                         augment.step_seed(cfg.seed, global_step, streams[2]))
 
 
-def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step, total_steps):
+def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step, total_steps, class_weights=None):
     """The student on the labelled batch and the strong view of UNLABELED_IN, the decoder on the latter, the
-    teacher on the weak view, and the loss: a Graph. Variables are created here, the student's first."""
+    teacher on the weak view, and the loss: a Graph. Variables are created here, the student's first.
+    ``class_weights`` weigh the labelled cross-entropy (cae.models.cross_entropy)."""
     with v1.name_scope("VIEWS"):
         weak, warped, strong_view = views(batches.unlabeled, image_shape, aug, cfg, global_step,
                                           (WEAK_STREAM, STRONG_STREAM, CUTOUT_STREAM))
@@ -134,8 +135,7 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
 
     terms = {}
     with v1.name_scope("SUPERVISED"):
-        supervised = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-            labels=batches.labels, logits=student_logits), name="xent")
+        supervised = models.cross_entropy(student_logits, batches.labels, class_weights)
     terms["train/supervised"] = supervised
     total = supervised
     if cfg.reconstruction_weight:

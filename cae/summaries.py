@@ -197,13 +197,6 @@ def add(writer, summary, step):
             os.replace(path + ".tmp", path)
 
 
-def confusion_matrix(labels, predictions, num_classes):
-    """counts[true, predicted]."""
-    counts = np.zeros([num_classes, num_classes], np.int64)
-    np.add.at(counts, (labels, predictions), 1)
-    return counts
-
-
 def confusion_pixels(counts, class_names=None):
     """A confusion matrix as a gray image: row = true class, column = predicted class, each cell as bright as the
     fraction of its row (so the diagonal is white for a perfect classifier), CONFUSION_CELL pixels square.

@@ -124,24 +124,31 @@ def fit(run_step, num_examples, batch_size, epochs, first_step, seed, on_epoch_e
 EVAL_BATCH_SIZE = 1000  # evaluation and prediction run in large batches: no gradients, so memory allows it
 
 
-def evaluate(sess, tensors, batches, split, batch_size=EVAL_BATCH_SIZE):
+def evaluate(sess, tensors, batches, split, batch_size=EVAL_BATCH_SIZE, per_example=None):
     """Example-weighted means of scalar ``tensors`` (a dict) over a whole split, in order, in large batches.
 
     ``batches`` is how they reach the graph: a ``pipeline.Input`` (fed through IMAGE_IN, so a training stream
-    keeps its place) or a ``pipeline.Feed``.
+    keeps its place) or a ``pipeline.Feed``. With ``per_example`` (a dict of tensors with one row per image, such
+    as predictions), returns (means, those rows concatenated over the split) from the same pass.
     """
+    per_example = per_example or {}
     totals = dict.fromkeys(tensors, 0.0)
+    rows = {key: [] for key in per_example}
     for indices in _in_order(split, batch_size):
-        values = sess.run(tensors, batches.feed(split, indices))
-        for key, value in values.items():
+        values = sess.run({"means": tensors, "rows": per_example}, batches.feed(split, indices))
+        for key, value in values["means"].items():
             totals[key] += float(value) * len(indices)
-    return {key: total / len(split.images) for key, total in totals.items()}
+        for key, value in values["rows"].items():
+            rows[key].append(value)
+    means = {key: total / len(split.images) for key, total in totals.items()}
+    if not per_example:
+        return means
+    return means, {key: np.concatenate(parts) for key, parts in rows.items()}
 
 
 def predict(sess, tensor, batches, split, batch_size=EVAL_BATCH_SIZE):
     """``tensor`` over a whole split, in order, concatenated along the first axis (``batches`` as in evaluate)."""
-    return np.concatenate([sess.run(tensor, batches.feed(split, indices))
-                           for indices in _in_order(split, batch_size)])
+    return evaluate(sess, {}, batches, split, batch_size, {"rows": tensor})[1]["rows"]
 
 
 def _in_order(split, batch_size):

@@ -7,8 +7,9 @@ import os
 import numpy as np
 import tensorflow as tf
 from absl import logging
+from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from cae import augment, data, features, model_info, models, optimize, pipeline, projector, restore
+from cae import augment, class_metrics, data, features, model_info, models, optimize, pipeline, projector, restore
 from cae import semi_supervised, summaries, train, train_dir, training_run
 from cae.config import PretrainConfig
 from cae.errors import UserError
@@ -43,10 +44,11 @@ def restore_scopes(cfg):
 
 
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES,
-                latent_size=None):
+                latent_size=None, class_weights=None):
     """Classifier, selective restore Saver, and an optimizer over the trainable scopes only: a
     training_run.TrainGraph. With cfg.semi_supervised the classifier that is validated is the teacher (see
-    cae.semi_supervised) and ``latent_size`` sizes its decoder."""
+    cae.semi_supervised) and ``latent_size`` sizes its decoder. ``class_weights`` weigh the training loss (the
+    evaluated loss stays unweighted, comparable between runs)."""
     cfg = cfg.settled()
     graph = tf.Graph()
     with graph.as_default():
@@ -59,7 +61,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         semi = None
         if cfg.semi_supervised:
             semi = semi_supervised.build(batches, cfg, aug, image_shape, num_classes,
-                                         latent_size or PretrainConfig.latent_size, global_step, total_steps)
+                                         latent_size or PretrainConfig.latent_size, global_step, total_steps,
+                                         class_weights)
             model = semi.evaluated
         else:
             model = models.classifier(batches.images, num_classes, image_shape=image_shape)
@@ -71,6 +74,9 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         trained = restore.select(model_variables, trainable_scopes(cfg), "trainable_scopes")
         global_step = v1.train.get_or_create_global_step()
         objective = semi.total if semi else loss
+        if class_weights is not None and not semi:
+            with v1.name_scope("WEIGHTED_LOSS"):
+                objective = models.cross_entropy(model.logits, batches.labels, class_weights)
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
             train_op, learning_rates = optimize.train_op(objective, trained, restored, learning_rate,
@@ -102,7 +108,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
             saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints),
             restore_saver=restore.restore_saver(restored) if restored else None,
             best_saver=v1.train.Saver(max_to_keep=1, name="best_saver"),
-            objective=semi.total if semi else None, after_restore=after_restore)
+            objective=None if objective is loss else objective, after_restore=after_restore)
 
 
 def initialize(sess, g, cfg):
@@ -186,6 +192,35 @@ def decoder_latent_size(cfg):
     return shape[1]
 
 
+def training_class_weights(cfg, datasets):
+    """--class_weight's loss weights from the labelled training split (None: unweighted)."""
+    if cfg.class_weight == "none":
+        return None
+    try:
+        return class_metrics.balanced_class_weights(datasets.train.labels, datasets.class_names)
+    except ValueError as e:
+        raise UserError(f"--class_weight=balanced: {e} (every class needs one in the labelled training split)")
+
+
+def measure(run, g, split, class_names, prefix, step):
+    """Loss, accuracy and class_metrics.report of the evaluated classifier on ``split`` (with its confusion
+    ``counts``), written to TensorBoard as ``<prefix>/...`` scalars and, for two classes, a PR curve of each class
+    (TensorBoard's PR-curve plugin)."""
+    means, rows = train.evaluate(run.sess, g.metrics, run.batches, split, per_example={
+        "predictions": g.model.predictions, "probabilities": g.model.probabilities})
+    values = class_metrics.report(split.labels, rows["predictions"], rows["probabilities"], class_names)
+    values.update(means)  # the graph's own loss and accuracy, the figures of every earlier run
+    values["counts"] = class_metrics.confusion_matrix(split.labels, rows["predictions"], len(class_names))
+    shown = {key: values[key] for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
+             if values.get(key) is not None}
+    summaries.scalars({f"{prefix}/{key}": value for key, value in shown.items()}, step, run.writer)
+    if len(class_names) == 2:  # each class's curve: which one is "positive" (the defect, the rare) is the user's
+        for index, name in enumerate(class_names):
+            run.writer.add_summary(pr_curve_summary.pb(f"{prefix}/pr_curve/{name}", split.labels == index,
+                                                       rows["probabilities"][:, index].astype(np.float32)), step)
+    return values
+
+
 def transfer(cfg, datasets=None):
     """Train (or resume) the classifier in cfg.train_dir; return the final metrics dict.
 
@@ -203,7 +238,8 @@ def transfer(cfg, datasets=None):
     epoch_images, epoch_batch = ((len(unlabeled), cfg.unlabeled_batch_size) if unlabeled is not None else
                                  (len(datasets.train.images), cfg.batch_size))
     total_steps = cfg.epochs * train.steps_per_epoch(epoch_images, epoch_batch)
-    g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names), latent_size)
+    class_weights = training_class_weights(cfg, datasets)
+    g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names), latent_size, class_weights)
     model_info.check_resume(cfg.train_dir, datasets.class_names)
     # With --cache_features the frozen layers' outputs, computed once, are fed in place of their tensor (a fed
     # tensor cuts everything below it out of the run), so the pipeline never starts.
@@ -224,20 +260,20 @@ def transfer(cfg, datasets=None):
         cached = features.compute_splits(sess, cache_point, g.model.images, datasets)
         return pipeline.Feed(cache_point[1], g.input.labels), cached
 
-    best = {"accuracy": -1.0, "epoch": 0, "evaluations_since": 0}
+    best = {"score": -1.0, "accuracy": None, "epoch": 0, "evaluations_since": 0}
 
     def on_epoch_end(run, epoch, step):
-        """Validate and checkpoint; with --patience keep the best weights; return True to stop (no better
-        validation for --patience validations, or --stop_at_accuracy reached)."""
+        """Validate and checkpoint; with --patience keep the best weights by --select_by; return True to stop (no
+        better validation for --patience validations, or --stop_at_accuracy reached)."""
         if epoch % cfg.eval_every_epochs and epoch != cfg.epochs:
             return False
-        val = train.evaluate(run.sess, g.metrics, run.batches, run.splits.validation)
-        summaries.scalars({"val/loss": val["loss"], "val/accuracy": val["accuracy"]}, step, run.writer)
+        val = measure(run, g, run.splits.validation, datasets.class_names, "val", step)
         training_run.write_epoch_summary(run, g, datasets.validation.images, step)
-        logging.info("epoch %d: validation accuracy %.4f loss %.4f", epoch, val["accuracy"], val["loss"])
+        logging.info("epoch %d: validation accuracy %.4f loss %.4f%s", epoch, val["accuracy"], val["loss"],
+                     "" if cfg.select_by == "accuracy" else f" {cfg.select_by} {val[cfg.select_by]:.4f}")
         run.save(step)
-        if val["accuracy"] > best["accuracy"]:
-            best.update(accuracy=val["accuracy"], epoch=epoch, evaluations_since=0)
+        if val[cfg.select_by] > best["score"]:
+            best.update(score=val[cfg.select_by], accuracy=val["accuracy"], epoch=epoch, evaluations_since=0)
             if cfg.patience:
                 g.best_saver.save(run.sess, os.path.join(cfg.train_dir, "best", "model.ckpt"), step)
         else:
@@ -252,17 +288,24 @@ def transfer(cfg, datasets=None):
     def finish(run, step):
         if cfg.patience and best["epoch"]:  # early stopping: test the weights of the best validation
             g.best_saver.restore(run.sess, tf.train.latest_checkpoint(os.path.join(cfg.train_dir, "best")))
-        test = train.evaluate(run.sess, g.metrics, run.batches, run.splits.test)
-        summaries.scalars({"test/loss": test["loss"], "test/accuracy": test["accuracy"]}, step, run.writer)
-        predictions = train.predict(run.sess, g.model.predictions, run.batches, run.splits.test)
-        counts = summaries.confusion_matrix(datasets.test.labels, predictions, len(datasets.class_names))
-        summaries.image("test/confusion_matrix", summaries.confusion_pixels(counts, datasets.class_names), step,
-                        run.writer)
+        test = measure(run, g, run.splits.test, datasets.class_names, "test", step)
+        summaries.image("test/confusion_matrix", summaries.confusion_pixels(test["counts"], datasets.class_names),
+                        step, run.writer)
         logging.info("test accuracy: %.4f", test["accuracy"])
-        return {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "checkpoint_path": cfg.checkpoint_path,
-                "num_labels": len(datasets.train.labels), "best_epoch": best["epoch"],
-                "best_validation_accuracy": best["accuracy"], "class_names": list(datasets.class_names),
-                "stopped_at_accuracy_epoch": best.get("reached_at_epoch")}
+        for line in class_metrics.table_lines(test):
+            logging.info("%s", line)
+        metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+                   "test_balanced_accuracy": test["balanced_accuracy"], "test_macro_f1": test["macro_f1"],
+                   "test_per_class": test["per_class"], "checkpoint_path": cfg.checkpoint_path,
+                   "num_labels": len(datasets.train.labels), "best_epoch": best["epoch"],
+                   "best_validation_accuracy": best["accuracy"], "select_by": cfg.select_by,
+                   "best_validation_score": best["score"], "class_names": list(datasets.class_names),
+                   "stopped_at_accuracy_epoch": best.get("reached_at_epoch")}
+        if "roc_auc" in test:
+            metrics["test_roc_auc"] = test["roc_auc"]
+        if class_weights is not None:
+            metrics["class_weights"] = [float(w) for w in class_weights]
+        return metrics
 
     return training_run.run(cfg, g, datasets, initialize_and_log, on_epoch_end, finish, projector_set,
                             prepare_batches,

@@ -96,7 +96,9 @@ def test_transfer_run_scalars_histograms_and_confusion_matrix(logdir, mnist_smal
     run = events(logdir / "transfer")
     assert {tag: [e.step for e in run.Scalars(tag)] for tag in run.Tags()["scalars"]} == {
         "train/loss": TRAIN_STEPS, "train/learning_rate": TRAIN_STEPS, "train/images_per_s": TRAIN_STEPS,
-        "val/loss": EPOCH_STEPS, "val/accuracy": EPOCH_STEPS, "test/loss": [8], "test/accuracy": [8]}
+        "val/loss": EPOCH_STEPS, "val/accuracy": EPOCH_STEPS, "val/balanced_accuracy": EPOCH_STEPS,
+        "val/macro_f1": EPOCH_STEPS, "test/loss": [8], "test/accuracy": [8], "test/balanced_accuracy": [8],
+        "test/macro_f1": [8]}
     assert sorted(run.Tags()["histograms"]) == sorted(
         [f"weights/{layer}/{v}" for layer in HISTOGRAMS["transfer"] for v in ("kernel", "bias")]
         + [f"activations/{name}" for name in ACTIVATIONS["transfer"]])
@@ -301,8 +303,9 @@ def test_tensorboard_serves_both_runs_and_the_projector(tensorboard):
     scalars = wait_for(lambda: get_json(tensorboard, "/data/plugin/scalars/tags"), "scalar tags", 60)
     assert sorted(scalars["cae"]) == ["test/reconstruction_loss", "train/images_per_s", "train/learning_rate",
                                       "train/loss", "val/reconstruction_loss"]
-    assert sorted(scalars["transfer"]) == ["test/accuracy", "test/loss", "train/images_per_s",
-                                           "train/learning_rate", "train/loss", "val/accuracy", "val/loss"]
+    assert sorted(scalars["transfer"]) == ["test/accuracy", "test/balanced_accuracy", "test/loss", "test/macro_f1",
+                                           "train/images_per_s", "train/learning_rate", "train/loss", "val/accuracy",
+                                           "val/balanced_accuracy", "val/loss", "val/macro_f1"]
     images = get_json(tensorboard, "/data/plugin/images/tags")
     assert sorted(images["cae"]) == ["filters/conv1/image", "reconstructions/inputs_vs_outputs/image"]
     assert sorted(images["transfer"]) == ["filters/conv1/image", "test/confusion_matrix"]

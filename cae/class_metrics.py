@@ -1,0 +1,100 @@
+"""The measures of a classifier beside accuracy, from its predictions: numpy only, no TensorFlow.
+
+For an inspector the question is how many of the rare class are missed (its recall) at what false-alarm rate, which
+accuracy hides: always predicting the common class of a 69/31 set scores 69%. So every classifier run reports,
+from the confusion matrix counts[true, predicted]:
+
+- per class: precision = TP / predicted, recall = TP / support, F1 = their harmonic mean (0 where undefined);
+- balanced accuracy = the mean of the recalls (50% for the constant guess of two classes);
+- macro F1 = the mean of the F1s;
+- for two classes, ROC AUC of the second class's probability (the chance that a random image of it scores above
+  a random image of the first; ties count half).
+"""
+
+import numpy as np
+
+SELECT_BY = ("accuracy", "balanced_accuracy", "macro_f1")  # what early stopping may follow (--select_by)
+CLASS_WEIGHTS = ("none", "balanced")  # the loss weights of --class_weight (balanced_class_weights)
+
+
+def confusion_matrix(labels, predictions, num_classes):
+    """counts[true, predicted]."""
+    counts = np.zeros([num_classes, num_classes], np.int64)
+    np.add.at(counts, (np.asarray(labels), np.asarray(predictions)), 1)
+    return counts
+
+
+def _ratio(numerator, denominator):
+    return np.divide(numerator, denominator, out=np.zeros(len(numerator)), where=denominator > 0)
+
+
+def per_class(counts):
+    """(precision, recall, f1, support), each a float array over the classes (support: int counts)."""
+    hits = np.diag(counts).astype(float)
+    support = counts.sum(axis=1)
+    precision = _ratio(hits, counts.sum(axis=0).astype(float))
+    recall = _ratio(hits, support.astype(float))
+    f1 = _ratio(2 * precision * recall, precision + recall)
+    return precision, recall, f1, support
+
+
+def summary(counts):
+    """accuracy, balanced_accuracy (over the classes present) and macro_f1 of a confusion matrix."""
+    _, recall, f1, support = per_class(counts)
+    present = support > 0
+    return {"accuracy": float(np.trace(counts) / max(1, counts.sum())),
+            "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
+            "macro_f1": float(f1[present].mean()) if present.any() else 0.0}
+
+
+def roc_auc(labels, scores):
+    """Area under the ROC curve of ``scores`` for the positive labels (1) against the negative ones (0): the
+    Mann-Whitney statistic from average ranks, so tied scores count half. None with only one class present."""
+    labels = np.asarray(labels).astype(bool)
+    positives, negatives = int(labels.sum()), int((~labels).sum())
+    if not positives or not negatives:
+        return None
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = np.asarray(scores)[order]
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    # ties: every member of a run of equal scores gets the run's mean rank
+    _, first, count = np.unique(sorted_scores, return_index=True, return_counts=True)
+    mean_rank = first + (count + 1) / 2.0
+    ranks[order] = np.repeat(mean_rank, count)
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+def report(labels, predictions, probabilities, class_names):
+    """Everything metrics.json holds about a split: the summary, per-class precision/recall/F1/support by class
+    name, and for two classes roc_auc of the second class."""
+    counts = confusion_matrix(labels, predictions, len(class_names))
+    precision, recall, f1, support = per_class(counts)
+    values = summary(counts)
+    values["per_class"] = {str(name): {"precision": float(p), "recall": float(r), "f1": float(f),
+                                       "support": int(s)}
+                           for name, p, r, f, s in zip(class_names, precision, recall, f1, support)}
+    if len(class_names) == 2:
+        values["roc_auc"] = roc_auc(np.asarray(labels) == 1, np.asarray(probabilities)[:, 1])
+    return values
+
+
+def table_lines(values):
+    """The per-class table of a report, as log lines."""
+    width = max(5, *(len(name) for name in values["per_class"]))
+    lines = [f"{'class':<{width}}  precision  recall     f1  support"]
+    for name, v in values["per_class"].items():
+        lines.append(f"{name:<{width}}  {v['precision']:9.4f}  {v['recall']:6.4f}  {v['f1']:.4f}  {v['support']:7d}")
+    auc = f", ROC AUC {values['roc_auc']:.4f}" if values.get("roc_auc") is not None else ""
+    lines.append(f"balanced accuracy {values['balanced_accuracy']:.4f}, macro F1 {values['macro_f1']:.4f}{auc}")
+    return lines
+
+
+def balanced_class_weights(labels, class_names):
+    """sklearn's 'balanced' weights, N / (K * n_c) for each class c of the training labels: the loss of each class
+    then weighs as much as every other's. ValueError naming a class with no training image."""
+    counts = np.bincount(np.asarray(labels), minlength=len(class_names))
+    missing = [str(name) for name, n in zip(class_names, counts) if n == 0]
+    if missing:
+        raise ValueError(f"class {', '.join(missing)} has no training image")
+    return (counts.sum() / (len(class_names) * counts)).astype(np.float32)

@@ -1,0 +1,142 @@
+"""The measures beside accuracy (per-class precision/recall/F1, balanced accuracy, macro F1, ROC AUC, PR curves),
+--class_weight=balanced and --select_by: against hand computations, and through a real imbalanced two-class run."""
+
+import itertools
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from cae import class_metrics, data, models, transfer
+from cae.config import TransferConfig
+from cae.errors import UserError
+
+from conftest import snapshot
+
+v1 = tf.compat.v1
+
+
+def test_measures_match_a_hand_computation():
+    counts = np.array([[5, 1, 0],   # class a: 6 images, 5 right
+                       [2, 3, 1],   # class b: 6 images, 3 right
+                       [0, 0, 4]])  # class c: 4 images, all right
+    precision, recall, f1, support = class_metrics.per_class(counts)
+    np.testing.assert_allclose(precision, [5 / 7, 3 / 4, 4 / 5])
+    np.testing.assert_allclose(recall, [5 / 6, 3 / 6, 4 / 4])
+    np.testing.assert_allclose(f1, [2 * (5 / 7) * (5 / 6) / (5 / 7 + 5 / 6), 2 * .75 * .5 / 1.25, 2 * .8 / 1.8])
+    np.testing.assert_array_equal(support, [6, 6, 4])
+    values = class_metrics.summary(counts)
+    assert values["accuracy"] == pytest.approx(12 / 16)
+    assert values["balanced_accuracy"] == pytest.approx((5 / 6 + 1 / 2 + 1) / 3)
+    assert values["macro_f1"] == pytest.approx(f1.mean())
+    labels = np.repeat([0, 0, 0, 1, 1, 1, 2, 2, 2], counts.ravel())
+    predictions = np.repeat([0, 1, 2] * 3, counts.ravel())
+    np.testing.assert_array_equal(class_metrics.confusion_matrix(labels, predictions, 3), counts)
+    # a class never predicted has precision 0 (not NaN); the constant guess of two classes has balanced accuracy 1/2
+    constant = class_metrics.summary(np.array([[69, 0], [31, 0]]))
+    assert constant == pytest.approx({"accuracy": .69, "balanced_accuracy": .5, "macro_f1": (2 * .69 / 1.69) / 2})
+
+
+def test_roc_auc_is_the_share_of_positive_negative_pairs_in_order_ties_half():
+    rng = np.random.default_rng(0)
+    labels = rng.random(60) < 0.3
+    scores = np.round(rng.random(60) + labels * 0.3, 1)  # rounded: many ties
+    pairs = [(1.0 if p > n else 0.5 if p == n else 0.0)
+             for p, n in itertools.product(scores[labels], scores[~labels])]
+    assert class_metrics.roc_auc(labels, scores) == pytest.approx(np.mean(pairs))
+    assert class_metrics.roc_auc(labels, labels.astype(float)) == 1.0
+    assert class_metrics.roc_auc(np.ones(5, bool), np.arange(5.0)) is None
+
+
+def test_balanced_class_weights_follow_the_counts():
+    labels = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    weights = class_metrics.balanced_class_weights(labels, ["a", "b", "c"])
+    np.testing.assert_allclose(weights, [10 / (3 * 6), 10 / (3 * 3), 10 / (3 * 1)], rtol=1e-6)
+    assert (weights[labels].sum()) == pytest.approx(len(labels))  # the mean weight of a training image is 1
+    with pytest.raises(ValueError, match="class c has no training image"):
+        class_metrics.balanced_class_weights(labels[:9], ["a", "b", "c"])
+
+
+def test_weighted_loss_is_the_class_weighted_mean_cross_entropy(mnist):
+    weights = np.array([3.0, 0.5] + [1.0] * 8, np.float32)
+    images, labels = mnist.test.images[:50], mnist.test.labels[:50]
+    with tf.Graph().as_default():
+        logits = models.classifier(models.image_input()).logits
+        label_in = v1.placeholder(tf.int64, [None])
+        weighted = models.cross_entropy(logits, label_in, weights)
+        plain = models.cross_entropy(logits, label_in)
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            got, got_plain, z = sess.run([weighted, plain, logits], {"IMAGE_IN:0": images, label_in: labels})
+    z = z.astype(np.float64)
+    xent = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1) - z[np.arange(50), labels]
+    assert got == pytest.approx(np.mean(weights[labels] * xent), rel=1e-5)
+    assert got_plain == pytest.approx(np.mean(xent), rel=1e-5)
+
+
+def two_class(mnist, rare_share):
+    """Digits 3 ("fine", common) against 8 ("defect", rare: ``rare_share`` of every split), real MNIST images."""
+    def pick(split, size):
+        fine = np.flatnonzero(split.labels == 3)[:round(size * (1 - rare_share))]
+        defect = np.flatnonzero(split.labels == 8)[:round(size * rare_share)]
+        order = np.sort(np.concatenate([fine, defect]))
+        return data.Split(split.images[order], (split.labels[order] == 8).astype(np.int64))
+    return data.Datasets(pick(mnist.train, 2000), pick(mnist.validation, 400), pick(mnist.test, 800),
+                         models.MNIST_SHAPE, ("fine", "defect"))
+
+
+def restored_predictions(train_dir, images, num_classes):
+    with tf.Graph().as_default() as graph:
+        t = models.classifier(models.image_input(), num_classes)
+        saver = v1.train.Saver(v1.trainable_variables())
+        with v1.Session(graph=graph) as sess:
+            saver.restore(sess, tf.train.latest_checkpoint(train_dir))
+            return sess.run([t.predictions, t.probabilities], {t.images: images})
+
+
+def test_imbalanced_run_reports_per_class_measures_and_pr_curves(tmp_path, mnist):
+    sets = two_class(mnist, rare_share=0.1)
+    train_dir = str(tmp_path / "run")
+    metrics = transfer.transfer(TransferConfig(train_dir=train_dir, epochs=2, batch_size=64, learning_rate=3e-4,
+                                               class_weight="balanced", select_by="balanced_accuracy",
+                                               projector_images=0), sets)
+    counts = np.bincount(sets.train.labels)
+    np.testing.assert_allclose(metrics["class_weights"], len(sets.train.labels) / (2 * counts), rtol=1e-6)
+    predictions, probabilities = restored_predictions(train_dir, sets.test.images, 2)
+    matrix = class_metrics.confusion_matrix(sets.test.labels, predictions, 2)
+    recall = np.diag(matrix) / matrix.sum(1)
+    precision = np.diag(matrix) / matrix.sum(0)
+    for index, name in enumerate(("fine", "defect")):
+        assert metrics["test_per_class"][name]["recall"] == pytest.approx(recall[index])
+        assert metrics["test_per_class"][name]["precision"] == pytest.approx(precision[index])
+        assert metrics["test_per_class"][name]["support"] == matrix[index].sum()
+    assert metrics["test_balanced_accuracy"] == pytest.approx(recall.mean())
+    assert metrics["test_roc_auc"] == pytest.approx(class_metrics.roc_auc(sets.test.labels == 1, probabilities[:, 1]),
+                                                    abs=1e-6)
+    assert metrics["test_roc_auc"] > 0.95  # 3 against 8 is easy; a broken score would sit near 0.5
+    assert metrics["select_by"] == "balanced_accuracy" and metrics["best_validation_score"] > 0.8
+    assert json.load(open(os.path.join(train_dir, "metrics.json")))["test_per_class"] == metrics["test_per_class"]
+
+    events = event_accumulator.EventAccumulator(train_dir, size_guidance={"tensors": 0})
+    events.Reload()
+    steps = [e.step for e in events.Scalars("val/balanced_accuracy")]
+    assert len(steps) == 2 and [e.step for e in events.Scalars("test/roc_auc")] == [steps[-1]]
+    for name, index in (("fine", 0), ("defect", 1)):
+        assert [e.step for e in events.Tensors(f"val/pr_curve/{name}/pr_curves")] == steps
+        curve = tf.make_ndarray(events.Tensors(f"test/pr_curve/{name}/pr_curves")[0].tensor_proto)
+        # rows: TP, FP, TN, FN, precision, recall over thresholds 0 ... 1; at threshold 0 everything is positive
+        assert curve[0, 0] == (sets.test.labels == index).sum() and curve[5, 0] == 1.0
+        assert curve[1, 0] == (sets.test.labels != index).sum()
+
+
+def test_balanced_weights_need_every_class_in_the_training_split(tmp_path, mnist):
+    sets = two_class(mnist, rare_share=0.1)
+    sets = sets._replace(train=data.Split(sets.train.images[sets.train.labels == 0],
+                                          sets.train.labels[sets.train.labels == 0]))
+    train_dir = tmp_path / "run"
+    with pytest.raises(UserError, match="--class_weight=balanced: class defect has no training image"):
+        transfer.transfer(TransferConfig(train_dir=str(train_dir), epochs=1, class_weight="balanced"), sets)
+    assert snapshot(train_dir) == {}
