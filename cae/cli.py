@@ -200,7 +200,7 @@ def inspect_main():
 
     def work():
         cfg = _config_from_flags(InspectConfig)
-        print("\n".join(inspect(cfg.checkpoint_path, FLAGS.against, cfg.latent_size)))
+        print("\n".join(inspect(cfg.checkpoint_path, FLAGS.against, cfg.latent_size, cfg.encoder_filters)))
     _run_main(work)
 
 

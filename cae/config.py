@@ -53,6 +53,19 @@ UNIT_INTERVAL = (lambda v: 0 <= v <= 1, "expected a number in [0, 1]")
 PERCENT_OR_ZERO = (lambda v: 0 <= v < 100, "expected a percentage >= 0 and < 100")
 
 
+def filters_of(text):
+    """'16,32' -> (16, 32): --encoder_filters's widths; () where it is not a list of positive integers."""
+    try:
+        widths = tuple(int(part) for part in text.split(","))
+    except (ValueError, AttributeError):
+        return ()
+    return widths if widths and min(widths) >= 1 else ()
+
+
+FILTERS = (lambda v: bool(filters_of(v)), "expected comma-separated positive integers, one width per stride-2 conv "
+                                          "layer (e.g. 16,32)")
+
+
 def option(default, help, choices=None, check=None):
     """A field that is also a flag. ``choices`` make it an enum flag; ``check`` is ``(is_valid(value), "expected
     ...")``, an absl validator whose message follows ``flag --name=value:`` in the one-line error."""
@@ -162,6 +175,14 @@ class RunConfig(DataConfig, SessionConfig, AugmentConfig):
     lr_schedule: str = option("cosine", "Learning rate: constant; cosine decay to 0 over all --epochs; or one_cycle "
                                         "(linear warm-up from --learning_rate/25 over the first 30% of the steps, "
                                         "then cosine decay to 0).", choices=SCHEDULES)
+    encoder_filters: str = option("16,32", "Widths of the encoder's 5x5 stride-2 conv layers conv1 ... convN (the "
+                                           "decoder mirrors them); the image side must be a multiple of 2^N. The "
+                                           "tutorial's 16,32 suits 28-pixel digits; larger images take more, wider "
+                                           "layers (e.g. 32,64,128 at 96 pixels).", check=FILTERS)
+
+    @property
+    def filters(self):
+        return filters_of(self.encoder_filters)
 
 
 @dataclasses.dataclass
@@ -210,8 +231,9 @@ class TransferConfig(RunConfig):
     lr_schedule: str = replace_default(RunConfig, "lr_schedule", "one_cycle")
     checkpoint_path: str = option(None, "Autoencoder checkpoint prefix, or a directory (its latest). Omit to train "
                                         "from scratch.")
-    restore_scopes: str = option("conv1,conv2", "Comma-separated scopes (regexes on whole scopes) to restore from "
-                                                "--checkpoint_path.")
+    restore_scopes: str = option(None, "Comma-separated scopes (regexes on whole scopes) to restore from "
+                                       "--checkpoint_path. Default: every conv of the encoder (conv1,conv2 for the "
+                                       "tutorial's).")
     trainable_scopes: str = option(None, "Comma-separated scopes (regexes on whole scopes) the optimizer trains. "
                                          "Default: fc1,logits with --checkpoint_path (frozen convs), all layers "
                                          "without (scratch).")
@@ -294,13 +316,16 @@ class InspectConfig:
     checkpoint_path: str = option("checkpoints/transfer", "Checkpoint prefix, or a directory (its latest).")
     latent_size: int = option(PretrainConfig.latent_size,
                               "latent_var units of the autoencoder graph (--against=autoencoder).")
+    encoder_filters: str = option("16,32", "Encoder widths of the graph to compare with (--against), as "
+                                           "pretrain_cae's --encoder_filters.", check=FILTERS)
 
 
 @dataclasses.dataclass
 class ExtractConfig(DataConfig, SessionConfig):
     checkpoint_path: str = option(None, "Autoencoder or classifier checkpoint prefix, or a directory (its latest).")
     output: str = option(None, ".npz file to write: 'features' [N, D] and 'labels' [N].")
-    layer: str = option("conv2", "conv2 (flattened 7x7x32), latent (autoencoder latent_var) or fc1 (classifier).",
+    layer: str = option("conv2", "conv2: the encoder's last conv, flattened (7x7x32 for the tutorial's on MNIST; "
+                                 "convN of an N-layer encoder), latent (autoencoder latent_var) or fc1 (classifier).",
                         choices=LAYERS)
     split: str = option("test", "Which split to run over.", choices=SPLITS)
     batch_size: int = option(1000, "Images per forward pass.")

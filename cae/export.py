@@ -29,10 +29,10 @@ DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE
 UINT8_SIGNATURE = "serving_uint8"
 
 
-def _outputs(images, name, image_shape, num_classes):
+def _outputs(images, name, image_shape, num_classes, filters):
     """The signature outputs of the classifier on [N, H, W(, C)] float images in [0, 1]."""
     t = models.classifier(tf.reshape(images, [-1, models.num_pixels(image_shape)]), num_classes,
-                          image_shape=image_shape)
+                          image_shape=image_shape, filters=filters)
     return {"classes": tf.identity(t.predictions, name=f"{name}/classes"),
             "probabilities": tf.identity(t.probabilities, name=f"{name}/probabilities")}
 
@@ -43,29 +43,33 @@ def input_shape(image_shape):
     return [None, height, width] if channels == 1 else [None, height, width, channels]
 
 
-def serving_signatures(image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES):
+def serving_signatures(image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES,
+                       filters=models.ENCODER_FILTERS):
     """Add the classifier to the default graph, fed by a float and a uint8 placeholder (the second copy reuses
     the first one's variables). Returns {signature name: {"inputs": {...}, "outputs": {...}}}."""
     shape = input_shape(image_shape)
     float_images = v1.placeholder(tf.float32, shape, name="images")
     uint8_images = v1.placeholder(tf.uint8, shape, name="images_uint8")
-    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE, image_shape, num_classes)
+    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE, image_shape, num_classes, filters)
     with v1.variable_scope(v1.get_variable_scope(), reuse=True):
         uint8_outputs = _outputs(tf.cast(uint8_images, tf.float32) / 255.0, UINT8_SIGNATURE, image_shape,
-                                 num_classes)
+                                 num_classes, filters)
     return {DEFAULT_SIGNATURE: {"inputs": {"images": float_images}, "outputs": float_outputs},
             UINT8_SIGNATURE: {"inputs": {"images": uint8_images}, "outputs": uint8_outputs}}
 
 
 def classifier_info(checkpoint):
-    """(class names, model_info.InputSpec) of a classifier checkpoint prefix: its shapes, and the labels.txt and
-    input.json beside it; UserError naming the checkpoint if it holds no classifier."""
+    """(class names, model_info.InputSpec, encoder filters) of a classifier checkpoint prefix: its shapes, and the
+    labels.txt and input.json beside it; UserError naming the checkpoint if it holds no classifier."""
     shapes = restore.checkpoint_shapes(checkpoint)
-    missing = [name for name in models.CLASSIFIER_VARIABLES if name not in shapes]
+    filters = models.encoder_filters_of(shapes) or models.ENCODER_FILTERS
+    missing = [f"{scope}/{kind}" for scope in models.classifier_scopes(filters) for kind in ("kernel", "bias")
+               if f"{scope}/{kind}" not in shapes]
     if missing:
         raise UserError(f"{checkpoint}: cannot restore: {'; '.join(f'{name} missing' for name in missing)} (not "
                         f"a classifier checkpoint)")
-    return model_info.read(os.path.dirname(checkpoint), *models.classifier_geometry(shapes))
+    image_shape, num_classes, filters = models.classifier_geometry(shapes)
+    return (*model_info.read(os.path.dirname(checkpoint), image_shape, num_classes), filters)
 
 
 def teacher_or_own(checkpoint, variables):
@@ -101,7 +105,7 @@ def export(cfg):
     """
     _check_export_dir(cfg.export_dir)
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
-    class_names, spec = classifier_info(checkpoint)
+    class_names, spec, filters = classifier_info(checkpoint)
     parent = os.path.dirname(os.path.abspath(cfg.export_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)  # private (0700); the builder makes model/ in it
@@ -111,7 +115,7 @@ def export(cfg):
         model_info.write(assets, class_names, spec)  # the builder copies them into the SavedModel's assets/
         graph = tf.Graph()
         with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
-            signatures = serving_signatures(spec.image_shape, len(class_names))
+            signatures = serving_signatures(spec.image_shape, len(class_names), filters)
             restore_classifier(sess, checkpoint)
             signature_defs = {name: v1.saved_model.predict_signature_def(s["inputs"], s["outputs"])
                               for name, s in signatures.items()}

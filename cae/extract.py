@@ -11,18 +11,23 @@ from cae.errors import UserError
 
 v1 = tf.compat.v1
 
-# layer -> the scopes its output depends on (read from the checkpoint)
-LAYER_SCOPES = {"conv2": "conv1,conv2", "latent": "conv1,conv2,latent_var", "fc1": "conv1,conv2,fc1"}
+# layer -> the scopes its output depends on besides the encoder's convs (read from the checkpoint); "conv2" is the
+# last conv's output, whatever the encoder's depth (conv2 of the tutorial's)
+LAYER_SCOPES = {"conv2": (), "latent": ("latent_var",), "fc1": ("fc1",)}
+
+
+def layer_scopes(layer, filters):
+    return ",".join(models.conv_scopes(filters) + LAYER_SCOPES[layer])
 
 
 def build_graph(layer, shapes, image_shape=models.MNIST_SHAPE):
-    """The encoder up to ``layer`` for images of ``image_shape``, its dense layer sized from the checkpoint's
-    shapes; returns (graph, images, output, variables)."""
+    """The checkpoint's encoder up to ``layer`` for images of ``image_shape``, its dense layer sized from the
+    checkpoint's shapes; returns (graph, images, output, variables)."""
     graph = tf.Graph()
     with graph.as_default():
         images = models.image_input(image_shape)
-        _, conv2 = models.encoder(images, image_shape)
-        output = layers.flatten(conv2)
+        convs = models.encoder(images, image_shape, models.encoder_filters_of(shapes) or models.ENCODER_FILTERS)
+        output = layers.flatten(convs[-1])
         if layer == "latent":
             output = layers.dense(output, shapes.get("latent_var/kernel", (0, 1))[-1], "latent_var")
         elif layer == "fc1":
@@ -44,9 +49,11 @@ def extract(cfg):
         raise UserError(f"--split={cfg.split}: expected one of {', '.join(splits)}")
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
     shapes = restore.checkpoint_shapes(checkpoint)
+    filters = models.encoder_filters_of(shapes) or models.ENCODER_FILTERS
+    models.check_image_size(filters, datasets.image_shape, f"--checkpoint_path={cfg.checkpoint_path} (its encoder)")
     graph, images, output, variables = build_graph(cfg.layer, shapes, datasets.image_shape)
     with graph.as_default():
-        chosen = restore.select(variables, LAYER_SCOPES[cfg.layer], "layer")
+        chosen = restore.select(variables, layer_scopes(cfg.layer, filters), "layer")
         restore.check_input_channels(checkpoint, chosen)
         restore.check_compatible(checkpoint, chosen)
         saver = restore.restore_saver(chosen)

@@ -10,13 +10,16 @@ from absl import logging
 
 from cae.errors import UserError
 
-# The classifier's layers bottom-up, and the models.Classifier field of each one's output (conv2's flattened,
-# as fc1 sees it).
-LAYER_OUTPUTS = (("conv1", "conv1"), ("conv2", "features"), ("fc1", "fc1"))
 
 
 def _scope(variable):
     return variable.op.name.split("/")[0]
+
+
+def layer_outputs(model):
+    """The classifier's layers bottom-up with each one's output (the last conv's flattened, as fc1 sees it)."""
+    convs = [(f"conv{i}", output) for i, output in enumerate(model.convs, 1)]
+    return convs[:-1] + [(convs[-1][0], model.features), ("fc1", model.fc1)]
 
 
 def cache_point(model, restored, trained):
@@ -33,10 +36,10 @@ def cache_point(model, restored, trained):
                         f"restored {', '.join(restored_and_trained)}; drop it from --trainable_scopes or "
                         f"turn off --cache_features")
     point = None
-    for scope, field in LAYER_OUTPUTS:
+    for scope, output in layer_outputs(model):
         if scope in trained_scopes:
             break
-        point = scope, getattr(model, field)
+        point = scope, output
     if point is None:
         raise UserError("--cache_features: conv1 is trained (see --trainable_scopes), so no layer output is "
                         "fixed; freeze at least conv1 or turn off --cache_features")

@@ -5,6 +5,7 @@ import math
 import tensorflow as tf
 
 from cae import models, restore
+from cae.config import filters_of
 
 v1 = tf.compat.v1
 
@@ -18,14 +19,25 @@ def stored_variables(checkpoint):
     return {name: (dtypes[name].name, list(shape)) for name, shape in reader.get_variable_to_shape_map().items()}
 
 
-def model_variables(against, latent_size=20):
+def stored_image_shape(shapes, filters):
+    """The image shape a checkpoint's model was built for (channels from conv1, the side from the flattened code
+    fc1 or z_matrix holds), else MNIST's."""
+    flat = shapes.get("fc1/kernel", [None])[0] or shapes.get("z_matrix/kernel", [None, None])[1]
+    if "conv1/kernel" not in shapes or not flat:
+        return models.MNIST_SHAPE
+    side = models.stride(filters) * math.isqrt(flat // filters[-1])
+    return side, side, shapes["conv1/kernel"][2]
+
+
+def model_variables(against, latent_size=20, filters=models.ENCODER_FILTERS, image_shape=models.MNIST_SHAPE,
+                    num_classes=models.MNIST_CLASSES):
     """{name: (dtype name, shape list)} of the model's own variables, in creation order, from a fresh graph."""
     with tf.Graph().as_default():
-        images = models.image_input()
+        images = models.image_input(image_shape)
         if against == "classifier":
-            models.classifier(images)
+            models.classifier(images, num_classes, filters=filters, image_shape=image_shape)
         else:
-            models.autoencoder(images, latent_size)
+            models.autoencoder(images, latent_size, filters=filters, image_shape=image_shape)
         return {v.op.name: (v.dtype.base_dtype.name, v.shape.as_list()) for v in v1.trainable_variables()}
 
 
@@ -65,11 +77,19 @@ def compare_lines(stored, wanted, against):
     return lines + [f"against {against}: {summary}"]
 
 
-def inspect(checkpoint_path, against=None, latent_size=20):
-    """Report lines for a checkpoint (prefix or directory), compared with a graph when ``against`` is given."""
+def inspect(checkpoint_path, against=None, latent_size=20, encoder_filters="16,32"):
+    """Report lines for a checkpoint (prefix or directory), compared with a graph when ``against`` is given (of
+    the encoder ``encoder_filters``; at the checkpoint's image size where its encoder has those widths)."""
     checkpoint = restore.resolve_checkpoint(checkpoint_path)
     stored = stored_variables(checkpoint)
     lines = [f"checkpoint {checkpoint}"] + list_lines(stored)
     if against:
-        lines += compare_lines(stored, model_variables(against, latent_size), against)
+        shapes = {name: shape for name, (_, shape) in stored.items()}
+        filters = filters_of(encoder_filters)
+        own = models.encoder_filters_of(shapes) == filters
+        # the checkpoint's image size and classes where its encoder is the one asked for
+        image_shape = stored_image_shape(shapes, filters) if own else models.MNIST_SHAPE
+        num_classes = shapes["logits/kernel"][1] if own and "logits/kernel" in shapes else models.MNIST_CLASSES
+        lines += compare_lines(stored, model_variables(against, latent_size, filters, image_shape, num_classes),
+                               against)
     return lines

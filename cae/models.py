@@ -6,51 +6,91 @@ one function, so both graphs name its variables identically (``conv1/kernel`` ..
 one graph to the other.
 
 Images enter flattened, [N, height * width * channels] in [0, 1] (MNIST: [N, 784]); ``image_shape`` says how to
-fold them. conv1/conv2 do not depend on the image size, only conv1 on the channels, so an encoder trained on one
-size restores into a classifier of another.
+fold them. The convs do not depend on the image size, only conv1 on the channels, so an encoder trained on one
+size restores into a classifier of another. ``filters`` gives the encoder's widths, one stride-2 conv each (the
+tutorial's two: 16, 32); the decoder mirrors them.
 """
 
 import math
+import re
 from typing import NamedTuple
 
 import tensorflow as tf
 
 from cae import layers
 from cae.config import LOSSES
+from cae.errors import UserError
 
 v1 = tf.compat.v1
 
 MNIST_SHAPE = (28, 28, 1)  # height, width, channels
 MNIST_CLASSES = 10
-ENCODER_STRIDE = 4  # conv1 and conv2 each halve the image: height and width must be multiples of this
-CONV2_FILTERS = 32
+ENCODER_FILTERS = (16, 32)  # the tutorial's encoder: conv1 16, conv2 32 filters
+KERNEL_SIZE = 5
+HIDDEN_UNITS = 200
+HEAD_SCOPES = ("fc1", "logits")
 
 
-# The classifier's variables, as tf.layers named them (restore and export check a checkpoint against them).
-CLASSIFIER_VARIABLES = tuple(f"{layer}/{kind}" for layer in ("conv1", "conv2", "fc1", "logits")
-                             for kind in ("kernel", "bias"))
+def conv_scopes(filters=ENCODER_FILTERS):
+    """conv1 ... convN: one stride-2 conv per width."""
+    return tuple(f"conv{i}" for i in range(1, len(filters) + 1))
+
+
+def deconv_scopes(filters=ENCODER_FILTERS):
+    """dconv1 ... dconvN, in the order they run (dconv1 mirrors convN, dconvN gives back the image)."""
+    return tuple(f"d{scope}" for scope in conv_scopes(filters))
+
+
+def decoder_scopes(filters=ENCODER_FILTERS):
+    """What the autoencoder adds to the encoder."""
+    return ("latent_var", "z_matrix") + deconv_scopes(filters)
+
+
+def classifier_scopes(filters=ENCODER_FILTERS):
+    return conv_scopes(filters) + HEAD_SCOPES
+
+
+def stride(filters=ENCODER_FILTERS):
+    """Each conv halves the image: height and width must be multiples of this."""
+    return 2 ** len(filters)
+
+
+# The tutorial's scopes (the MNIST workflow's), as tf.layers named them.
+DECODER_SCOPES = decoder_scopes()
+CLASSIFIER_VARIABLES = tuple(f"{layer}/{kind}" for layer in classifier_scopes() for kind in ("kernel", "bias"))
 
 
 class Autoencoder(NamedTuple):
     images: tf.Tensor  # [N, H*W*C] input
-    conv1: tf.Tensor
-    conv2: tf.Tensor  # [N, H/4, W/4, 32]
+    convs: tuple  # conv1 ... convN outputs; convN [N, H/2^N, W/2^N, filters[-1]]
     latent: tf.Tensor  # [N, latent_size]
-    dconv1: tf.Tensor
+    deconvs: tuple  # dconv1 ... dconv(N-1) outputs (dconvN's is ``logits``)
     logits: tf.Tensor  # [N, H*W*C], before the sigmoid
     reconstruction: tf.Tensor  # [N, H*W*C] in [0, 1]
     loss: tf.Tensor  # scalar reconstruction loss
 
+    @property
+    def conv1(self):
+        return self.convs[0]
+
 
 class Classifier(NamedTuple):
     images: tf.Tensor  # [N, H*W*C] input
-    conv1: tf.Tensor
-    conv2: tf.Tensor
-    features: tf.Tensor  # conv2 flattened: what fc1 sees
+    convs: tuple  # conv1 ... convN outputs
+    features: tf.Tensor  # convN flattened: what fc1 sees
     fc1: tf.Tensor
     logits: tf.Tensor  # [N, num_classes]
     probabilities: tf.Tensor
     predictions: tf.Tensor  # int64 [N]
+
+    @property
+    def conv1(self):
+        return self.convs[0]
+
+
+def activations(model, *more):
+    """{scope: output} of the model's convs and ``more`` (name, tensor) pairs: the histograms of an epoch."""
+    return {**{f"conv{i}": t for i, t in enumerate(model.convs, 1)}, **dict(more)}
 
 
 def num_pixels(image_shape):
@@ -63,17 +103,21 @@ def image_input(image_shape=MNIST_SHAPE, name="IMAGE_IN"):
     return v1.placeholder(tf.float32, [None, num_pixels(image_shape)], name=name)
 
 
-def encoder(images, image_shape=MNIST_SHAPE):
-    """conv1 (16 5x5 /2 relu) -> conv2 (32 5x5 /2 relu): [N, H*W*C] -> [N, H/4, W/4, 32]."""
+def encoder(images, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS):
+    """conv1 ... convN, each 5x5 stride 2 relu with the given widths (the tutorial's: 16, 32): [N, H*W*C] ->
+    their outputs, the last [N, H/2^N, W/2^N, filters[-1]]."""
     with v1.name_scope("ENCODER"):
         x = tf.reshape(images, [-1, *image_shape])
-        conv1 = layers.conv2d(x, 16, 5, 2, "conv1", tf.nn.relu)
-        conv2 = layers.conv2d(conv1, CONV2_FILTERS, 5, 2, "conv2", tf.nn.relu)
-    return conv1, conv2
+        outputs = []
+        for scope, width in zip(conv_scopes(filters), filters):
+            x = layers.conv2d(x, width, KERNEL_SIZE, 2, scope, tf.nn.relu)
+            outputs.append(x)
+    return tuple(outputs)
 
 
-def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape=MNIST_SHAPE):
-    """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 -> dconv2 (sigmoid).
+def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape=MNIST_SHAPE,
+                filters=ENCODER_FILTERS):
+    """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 ... dconvN (sigmoid).
 
     ``input_noise`` > 0 makes it a denoising autoencoder: the encoder sees the images plus Gaussian noise of that
     standard deviation (clipped to [0, 1]), the loss still compares with the clean images.
@@ -84,30 +128,33 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape
     if input_noise:
         with v1.name_scope("NOISE"):
             encoder_input = tf.clip_by_value(images + v1.random_normal(tf.shape(images), stddev=input_noise), 0., 1.)
-    conv1, conv2 = encoder(encoder_input, image_shape)
-    latent, dconv1, logits, reconstruction = decoder(conv2, latent_size, image_shape)
+    convs = encoder(encoder_input, image_shape, filters)
+    latent, deconvs, logits, reconstruction = decoder(convs[-1], latent_size, image_shape, filters)
     loss_tensor = reconstruction_loss(images, logits, reconstruction, loss)
-    return Autoencoder(images, conv1, conv2, latent, dconv1, logits, reconstruction, loss_tensor)
+    return Autoencoder(images, convs, latent, deconvs, logits, reconstruction, loss_tensor)
 
 
-DECODER_SCOPES = ("latent_var", "z_matrix", "dconv1", "dconv2")  # what the autoencoder adds to the encoder
-
-
-def decoder(conv2, latent_size, image_shape=MNIST_SHAPE):
-    """conv2 -> latent_var (linear) -> z_matrix (relu) -> dconv1 (16 relu) -> dconv2 (sigmoid): returns (latent,
-    dconv1, logits, reconstruction), the last two [N, H*W*C]."""
+def decoder(code, latent_size, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS):
+    """convN's output -> latent_var (linear) -> z_matrix (relu) -> dconv1 ... dconv(N-1) (relu, the encoder's
+    widths mirrored) -> dconvN (sigmoid, the image's channels): returns (latent, the relu deconvs' outputs, logits,
+    reconstruction), the last two [N, H*W*C]."""
     height, width, channels = image_shape
-    code_shape = [height // ENCODER_STRIDE, width // ENCODER_STRIDE, CONV2_FILTERS]
+    code_shape = [height // stride(filters), width // stride(filters), filters[-1]]
     with v1.name_scope("LATENT"):
-        latent = layers.dense(layers.flatten(conv2), latent_size, "latent_var")
+        latent = layers.dense(layers.flatten(code), latent_size, "latent_var")
     with v1.name_scope("DECODER"):
         z = layers.dense(latent, code_shape[0] * code_shape[1] * code_shape[2], "z_matrix")
-        z = tf.nn.relu(tf.reshape(z, [-1, *code_shape]))
-        dconv1 = layers.conv2d_transpose(z, 16, 5, 2, "dconv1", tf.nn.relu)
-        logits = layers.conv2d_transpose(dconv1, channels, 5, 2, "dconv2")
-        logits = tf.reshape(logits, [-1, num_pixels(image_shape)])
+        x = tf.nn.relu(tf.reshape(z, [-1, *code_shape]))
+        widths = list(reversed(filters[:-1])) + [channels]
+        deconvs = []
+        for i, (scope, width_out) in enumerate(zip(deconv_scopes(filters), widths)):
+            last = i == len(widths) - 1
+            x = layers.conv2d_transpose(x, width_out, KERNEL_SIZE, 2, scope, None if last else tf.nn.relu)
+            if not last:
+                deconvs.append(x)
+        logits = tf.reshape(x, [-1, num_pixels(image_shape)])
         reconstruction = tf.sigmoid(logits, name="reconstruction")
-    return latent, dconv1, logits, reconstruction
+    return latent, tuple(deconvs), logits, reconstruction
 
 
 def reconstruction_loss(images, logits, reconstruction, loss="bce"):
@@ -120,24 +167,51 @@ def reconstruction_loss(images, logits, reconstruction, loss="bce"):
         return tf.reduce_mean(per_pixel, name="reconstruction_loss")
 
 
-def classifier(images, num_classes=MNIST_CLASSES, hidden_units=200, image_shape=MNIST_SHAPE):
-    """conv1 -> conv2 (the autoencoder's encoder) -> fc1 (200 relu) -> logits (num_classes)."""
-    conv1, conv2 = encoder(images, image_shape)
+def classifier(images, num_classes=MNIST_CLASSES, hidden_units=HIDDEN_UNITS, image_shape=MNIST_SHAPE,
+               filters=ENCODER_FILTERS):
+    """conv1 ... convN (the autoencoder's encoder) -> fc1 (200 relu) -> logits (num_classes)."""
+    convs = encoder(images, image_shape, filters)
     with v1.name_scope("CLASSIFIER"):
-        features = layers.flatten(conv2)
+        features = layers.flatten(convs[-1])
         fc1 = layers.dense(features, hidden_units, "fc1", tf.nn.relu)
         logits = layers.dense(fc1, num_classes, "logits")
         probabilities = tf.nn.softmax(logits, name="probabilities")
         predictions = tf.argmax(logits, axis=1, name="predictions")
-    return Classifier(images, conv1, conv2, features, fc1, logits, probabilities, predictions)
+    return Classifier(images, convs, features, fc1, logits, probabilities, predictions)
+
+
+CONV_KERNEL = re.compile(r"conv([1-9][0-9]*)/kernel")
+
+
+def encoder_filters_of(shapes):
+    """The widths of the encoder whose variable shapes (a checkpoint's) are ``shapes``: conv1/kernel, conv2/kernel,
+    ... in order ([5, 5, in, width] each); () without conv1."""
+    numbers = sorted(int(m.group(1)) for m in map(CONV_KERNEL.fullmatch, shapes) if m)
+    widths = []
+    for expected, number in enumerate(numbers, 1):
+        if number != expected:
+            break
+        widths.append(int(shapes[f"conv{number}/kernel"][3]))
+    return tuple(widths)
 
 
 def classifier_geometry(shapes):
-    """(image_shape, num_classes) of the classifier whose variable shapes (a checkpoint's) are ``shapes``:
-    conv1/kernel [5, 5, C, 16], fc1/kernel [(S/4) * (S/4) * 32, 200] for S x S images, logits/kernel [200, K]."""
+    """(image_shape, num_classes, encoder filters) of the classifier whose variable shapes (a checkpoint's) are
+    ``shapes``: conv1/kernel [5, 5, C, w1] ... convN/kernel [5, 5, ., wN], fc1/kernel [(S/2^N)^2 * wN, 200] for
+    S x S images, logits/kernel [200, K]."""
+    filters = encoder_filters_of(shapes)
     channels, flat, num_classes = shapes["conv1/kernel"][2], shapes["fc1/kernel"][0], shapes["logits/kernel"][1]
-    side = ENCODER_STRIDE * math.isqrt(flat // CONV2_FILTERS)
-    return (side, side, channels), num_classes
+    side = stride(filters) * math.isqrt(flat // filters[-1])
+    return (side, side, channels), num_classes, filters
+
+
+def check_image_size(filters, image_shape, source):
+    """The image side must halve exactly at every conv; ``source`` names where the filters come from."""
+    side = stride(filters)
+    if image_shape[0] % side or image_shape[1] % side:
+        raise UserError(f"{source}: {len(filters)} stride-2 convs need an image side "
+                        f"that is a multiple of {side}, the images are {image_shape[0]}x{image_shape[1]} (with "
+                        f"--image_dir choose --image_size; or use fewer convs)")
 
 
 def cross_entropy(logits, labels, class_weights=None, name="xent"):

@@ -132,14 +132,15 @@ def open_model(sess, model):
         images = sess.graph.get_tensor_by_name(signature.inputs["images"].name)
         outputs = {key: sess.graph.get_tensor_by_name(info.name) for key, info in signature.outputs.items()}
         shapes = restore.checkpoint_shapes(os.path.join(model, "variables", "variables"))
-        class_names, spec = model_info.read(os.path.join(model, "assets"), *models.classifier_geometry(shapes))
+        image_shape, num_classes, _ = models.classifier_geometry(shapes)
+        class_names, spec = model_info.read(os.path.join(model, "assets"), image_shape, num_classes)
         return images, outputs, class_names, spec
     try:
         checkpoint = restore.resolve_checkpoint(model, flag="model")
     except UserError as e:
         raise UserError(f"{e}; nor is it a SavedModel directory (no saved_model.pb)") from None
-    class_names, spec = export.classifier_info(checkpoint)
-    signature = export.serving_signatures(spec.image_shape, len(class_names))[export.DEFAULT_SIGNATURE]
+    class_names, spec, filters = export.classifier_info(checkpoint)
+    signature = export.serving_signatures(spec.image_shape, len(class_names), filters)[export.DEFAULT_SIGNATURE]
     export.restore_classifier(sess, checkpoint)
     return signature["inputs"]["images"], signature["outputs"], class_names, spec
 

@@ -5,7 +5,7 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from cae import augment, data, models, pipeline, projector, summaries, train, train_dir, training_run
+from cae import augment, data, models, pipeline, progress, projector, summaries, train, train_dir, training_run
 
 v1 = tf.compat.v1
 
@@ -19,7 +19,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         aug = augment.from_config(cfg)
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
                                  augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
-        model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape)
+        model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
+                                   cfg.filters)
         model_variables = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()
         with v1.name_scope("Solver"):
@@ -33,7 +34,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             preview = [summaries.augmentation_image(model.images, [augment.augment(model.images, image_shape, aug,
                                                                                    seed)], image_shape)]
         epoch_summary = summaries.epoch_summary(
-            model_variables, {"conv1": model.conv1, "conv2": model.conv2, "latent": model.latent},
+            model_variables, models.activations(model, ("latent", model.latent)),
             summaries.reconstruction_image(model.images, model.reconstruction, image_shape), *preview)
         embedding = (projector.embedding(model.images, model.latent, cfg.projector_images, "latent")
                      if cfg.projector_images else None)
@@ -56,6 +57,7 @@ def pretrain(cfg, datasets=None):
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
                                             limit_flag="max_train_examples")
+    models.check_image_size(cfg.filters, datasets.image_shape, f"--encoder_filters={cfg.encoder_filters}")
     cfg = dataclasses.replace(cfg, projector_images=projector.fit_count(cfg.projector_images, datasets.test))
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     g = build_graph(cfg, cfg.epochs * train.steps_per_epoch(len(datasets.train.images), cfg.batch_size),
@@ -79,7 +81,7 @@ def pretrain(cfg, datasets=None):
     def finish(run, step):
         test = train.evaluate(run.sess, g.metrics, run.batches, run.splits.test)
         summaries.scalars({"test/reconstruction_loss": test["loss"]}, step, run.writer)
-        logging.info("test reconstruction loss (%s): %.5f", cfg.loss, test["loss"])
+        progress.log_file_only("test reconstruction loss (%s): %.5f", cfg.loss, test["loss"])  # printed by the command
         return {"test_reconstruction_loss": test["loss"], "loss": cfg.loss}
 
     return training_run.run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set)

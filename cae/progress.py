@@ -84,6 +84,11 @@ class _Plain(std_logging.Formatter):
         return f"warning: {message}" if record.levelno >= std_logging.WARNING else message
 
 
+class _NotLogFileOnly(std_logging.Filter):
+    def filter(self, record):
+        return not getattr(record, "log_file_only", False)
+
+
 class _AboveLiveLine:
     """A stream that prints through tqdm.write, which clears an open live line, prints, and redraws it below."""
 
@@ -99,11 +104,22 @@ class _AboveLiveLine:
         pass  # sys.__stderr__ is not ours to close
 
 
+# ``extra=LOG_FILE_ONLY`` on a log call keeps its record off the console (a checkpoint saved, a final result the
+# command prints itself): the run's log.txt still has it.
+LOG_FILE_ONLY = {"log_file_only": True}
+
+
+def log_file_only(message, *args):
+    logging.info(message, *args, extra=LOG_FILE_ONLY)
+
+
 def plain_console():
     """Log records on stderr as plain, timestamp-free lines (absl's full records go to a run's log file, see
-    cae.training_run), printed above the live line on a terminal."""
+    cae.training_run), printed above the live line on a terminal; records logged with LOG_FILE_ONLY stay off."""
     handler = logging.get_absl_handler().python_handler
     handler.setFormatter(_Plain())
+    if not any(isinstance(f, _NotLogFileOnly) for f in handler.filters):
+        handler.addFilter(_NotLogFileOnly())
     if sys.stderr.isatty():
         handler.setStream(_AboveLiveLine())
 

@@ -43,14 +43,15 @@ def select(variables, scopes, flag="scopes"):
     return chosen
 
 
-def resolve_checkpoint(path, flag="checkpoint_path"):
-    """A checkpoint prefix as given, or the latest checkpoint of a directory."""
+def resolve_checkpoint(path, flag="checkpoint_path", warn=True):
+    """A checkpoint prefix as given, or the latest checkpoint of a directory (``warn``: say so where a copied
+    directory's state file points outside it; a run that resolves the same path again says it once)."""
     if os.path.isdir(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
             raise UserError(f"--{flag}={path}: directory holds no checkpoint (no 'checkpoint' state file "
                             f"naming a model.ckpt-N)")
-        if os.path.dirname(os.path.abspath(latest)) != os.path.abspath(path):
+        if warn and os.path.dirname(os.path.abspath(latest)) != os.path.abspath(path):
             # A directory copied from elsewhere keeps a state file with the original's absolute paths.
             logging.warning("--%s=%s: its 'checkpoint' file points at %s, outside the directory; restoring that "
                             "one (pass a checkpoint prefix to choose)", flag, path, latest)

@@ -36,7 +36,6 @@ from cae import augment, models, restore
 v1 = tf.compat.v1
 
 EMA_SUFFIX = "ExponentialMovingAverage"
-CLASSIFIER_SCOPES = ("conv1", "conv2", "fc1", "logits")
 # Seed streams of a step's views (cae.augment.step_seed): the labelled batch uses stream 0.
 WEAK_STREAM, STRONG_STREAM, CUTOUT_STREAM = 1, 2, 3
 PREVIEW_STREAMS = tuple(augment.PREVIEW_STREAM + i for i in range(3))  # the views TensorBoard shows
@@ -78,12 +77,12 @@ def copy_to_averages(averages, variables):
     return tf.group(*[v1.assign(averages[v.op.name], v) for v in variables], name="teacher_from_student")
 
 
-def _classifier_with(averages, images, num_classes, image_shape):
+def _classifier_with(averages, images, num_classes, image_shape, filters):
     """The classifier on ``images`` with the student's variables (reused) or, with ``averages``, their averages."""
     def teacher_getter(getter, name, *args, **kwargs):
         return averages[name] if averages and name in averages else getter(name, *args, **kwargs)
     with v1.variable_scope(v1.get_variable_scope(), reuse=True, custom_getter=teacher_getter):
-        return models.classifier(images, num_classes, image_shape=image_shape)
+        return models.classifier(images, num_classes, image_shape=image_shape, filters=filters)
 
 
 def sigmoid_ramp(global_step, ramp_steps):
@@ -129,9 +128,10 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
                                           (WEAK_STREAM, STRONG_STREAM, CUTOUT_STREAM))
     labelled_count = tf.shape(batches.images)[0]
     # One student pass over both batches: one large batch keeps two cores busier than two small ones.
-    student = models.classifier(tf.concat([batches.images, strong_view], 0), num_classes, image_shape=image_shape)
+    student = models.classifier(tf.concat([batches.images, strong_view], 0), num_classes, image_shape=image_shape,
+                                filters=cfg.filters)
     student_logits, strong_logits = student.logits[:labelled_count], student.logits[labelled_count:]
-    classifier_variables = restore.select(v1.trainable_variables(), ",".join(CLASSIFIER_SCOPES))
+    classifier_variables = restore.select(v1.trainable_variables(), ",".join(models.classifier_scopes(cfg.filters)))
 
     terms = {}
     with v1.name_scope("SUPERVISED"):
@@ -142,13 +142,14 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
         # The decoder costs as much as the rest of the step: it rebuilds only the first --batch_size of the
         # strong view (a quarter by default), the autoencoder's own batch size.
         decoded = slice(labelled_count, labelled_count + cfg.batch_size)
-        _, _, logits, reconstruction = models.decoder(student.conv2[decoded], latent_size, image_shape)
+        _, _, logits, reconstruction = models.decoder(student.convs[-1][decoded], latent_size, image_shape,
+                                                      cfg.filters)
         terms["train/reconstruction"] = models.reconstruction_loss(warped[:cfg.batch_size], logits, reconstruction)
         total += cfg.reconstruction_weight * terms["train/reconstruction"]
 
     averages = moving_averages(classifier_variables) if cfg.ema_decay else {}
     with v1.name_scope("TEACHER"):
-        teacher = _classifier_with(averages, weak, num_classes, image_shape)
+        teacher = _classifier_with(averages, weak, num_classes, image_shape, cfg.filters)
         targets = tf.stop_gradient(teacher.probabilities)
     ramp = sigmoid_ramp(global_step, round(cfg.unlabeled_ramp_up * total_steps))
     terms["train/ramp"] = ramp
@@ -169,7 +170,7 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
         total += ramp * cfg.consistency_weight * consistency
     total = tf.identity(total, name="total_loss")
 
-    evaluated = _classifier_with(averages, batches.images, num_classes, image_shape)
+    evaluated = _classifier_with(averages, batches.images, num_classes, image_shape, cfg.filters)
     return Graph(evaluated, student_logits, total, terms, averages)
 
 

@@ -7,11 +7,11 @@ import os
 
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from cae import interrupt, restore
 from cae.errors import UserError
-from cae.progress import Progress
+from cae.progress import Progress, log_file_only
+
 
 v1 = tf.compat.v1
 
@@ -173,7 +173,7 @@ def restore_latest(sess, saver, train_dir):
 
 def save(sess, saver, train_dir, global_step):
     path = saver.save(sess, os.path.join(train_dir, "model.ckpt"), global_step=global_step)
-    logging.info("saved %s", path)
+    log_file_only("saved %s", path)  # in log.txt; on the console the epoch's line is enough
     return path
 
 

@@ -10,21 +10,22 @@ from absl import logging
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
 from cae import augment, class_metrics, data, features, model_info, models, optimize, pipeline, projector, restore
-from cae import semi_supervised, summaries, train, train_dir, training_run
+from cae import progress, semi_supervised, summaries, train, train_dir, training_run
 from cae.config import PretrainConfig
 from cae.errors import UserError
 
 v1 = tf.compat.v1
 
 
-FROZEN_HEAD_SCOPES = "fc1,logits"
-ALL_SCOPES = "conv1,conv2,fc1,logits"
-DECODER_SCOPES = ",".join(models.DECODER_SCOPES)
+FROZEN_HEAD_SCOPES = ",".join(models.HEAD_SCOPES)  # fc1,logits
+ALL_SCOPES = ",".join(models.classifier_scopes())  # conv1,conv2,fc1,logits: the tutorial's classifier
 
 
 def _with_decoder(scopes, cfg):
     """A semi-supervised run with a reconstruction loss also restores and trains the autoencoder's decoder."""
-    return f"{scopes},{DECODER_SCOPES}" if cfg.semi_supervised and cfg.reconstruction_weight else scopes
+    if cfg.semi_supervised and cfg.reconstruction_weight:
+        return ",".join([scopes, *models.decoder_scopes(cfg.filters)])
+    return scopes
 
 
 def trainable_scopes(cfg):
@@ -32,15 +33,16 @@ def trainable_scopes(cfg):
     every semi-supervised run, its decoder included)."""
     if cfg.trainable_scopes:
         return cfg.trainable_scopes
+    every_layer = ",".join(models.classifier_scopes(cfg.filters))
     if cfg.semi_supervised:
-        return _with_decoder(ALL_SCOPES, cfg)
-    return FROZEN_HEAD_SCOPES if cfg.checkpoint_path else ALL_SCOPES
+        return _with_decoder(every_layer, cfg)
+    return FROZEN_HEAD_SCOPES if cfg.checkpoint_path else every_layer
 
 
 def restore_scopes(cfg):
-    """What the selective Saver restores from --checkpoint_path: --restore_scopes (and the decoder, see
-    _with_decoder)."""
-    return _with_decoder(cfg.restore_scopes, cfg)
+    """What the selective Saver restores from --checkpoint_path: --restore_scopes, by default every conv of the
+    encoder (and the decoder, see _with_decoder)."""
+    return _with_decoder(cfg.restore_scopes or ",".join(models.conv_scopes(cfg.filters)), cfg)
 
 
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES,
@@ -65,7 +67,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
                                          class_weights)
             model = semi.evaluated
         else:
-            model = models.classifier(batches.images, num_classes, image_shape=image_shape)
+            model = models.classifier(batches.images, num_classes, image_shape=image_shape, filters=cfg.filters)
         loss, accuracy = models.classification_loss(model.logits, batches.labels)
         # Captured before the optimizer exists: the model's own weights, never slots, averages or global_step.
         model_variables = v1.trainable_variables()
@@ -93,8 +95,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
                                                          semi_supervised.PREVIEW_STREAMS)
             preview = [summaries.augmentation_image(model.images, [weak, strong_view] if semi else [weak],
                                                     image_shape)]
-        epoch_summary = summaries.epoch_summary(model_variables,
-                                                {"conv1": model.conv1, "conv2": model.conv2, "fc1": model.fc1},
+        epoch_summary = summaries.epoch_summary(model_variables, models.activations(model, ("fc1", model.fc1)),
                                                 *preview)
         embedding = (projector.embedding(model.images, model.fc1, cfg.projector_images, "fc1")
                      if cfg.projector_images else None)
@@ -178,12 +179,26 @@ def load_data(cfg, datasets=None):
     return datasets._replace(train=labelled), unlabeled
 
 
+def check_encoder(cfg):
+    """A checkpoint whose encoder has another depth than --encoder_filters: one line naming both (where the default
+    --restore_scopes would restore the whole encoder). Other widths, or no encoder at all, are named variable by
+    variable, with both shapes, by the restore's checks."""
+    if not cfg.checkpoint_path or cfg.restore_scopes:
+        return
+    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path, warn=False)
+    stored = models.encoder_filters_of(restore.checkpoint_shapes(checkpoint))
+    if stored and len(stored) != len(cfg.filters):
+        raise UserError(f"--checkpoint_path={cfg.checkpoint_path}: holds an encoder of {len(stored)} convs of widths "
+                        f"{','.join(map(str, stored))}; --encoder_filters={cfg.encoder_filters} builds "
+                        f"{len(cfg.filters)} (pass the autoencoder's --encoder_filters, or choose --restore_scopes)")
+
+
 def decoder_latent_size(cfg):
     """The latent size of the decoder a semi-supervised run restores from --checkpoint_path (None: nothing to
     restore); UserError where the checkpoint has no decoder but the reconstruction loss needs one."""
     if not (cfg.semi_supervised and cfg.reconstruction_weight and cfg.checkpoint_path):
         return None
-    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path, warn=False)
     shape = restore.checkpoint_shapes(checkpoint).get("latent_var/kernel")
     if shape is None:
         raise UserError(f"--checkpoint_path={cfg.checkpoint_path}: no decoder in it (latent_var/kernel missing; "
@@ -230,8 +245,10 @@ def transfer(cfg, datasets=None):
     cfg = check_options(cfg.settled())
     summaries.check_every_steps(cfg.summary_every_steps)
     train_dir.check_writable(cfg.train_dir)
+    check_encoder(cfg)
     latent_size = decoder_latent_size(cfg)
     datasets, unlabeled = load_data(cfg, datasets)
+    models.check_image_size(cfg.filters, datasets.image_shape, f"--encoder_filters={cfg.encoder_filters}")
     cfg = dataclasses.replace(cfg, projector_images=projector.fit_count(cfg.projector_images, datasets.test))
     projector_set = projector.subset(datasets.test, cfg.projector_images, image_shape=datasets.image_shape)
     # An epoch is a pass over the images the training loop counts: a semi-supervised run's unlabelled ones.
@@ -291,7 +308,7 @@ def transfer(cfg, datasets=None):
         test = measure(run, g, run.splits.test, datasets.class_names, "test", step)
         summaries.image("test/confusion_matrix", summaries.confusion_pixels(test["counts"], datasets.class_names),
                         step, run.writer)
-        logging.info("test accuracy: %.4f", test["accuracy"])
+        progress.log_file_only("test accuracy: %.4f", test["accuracy"])  # the command prints it
         for line in class_metrics.table_lines(test):
             logging.info("%s", line)
         metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],

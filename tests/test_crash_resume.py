@@ -25,13 +25,23 @@ def start(script, args, log_path, data_dir):
                                 stdout=subprocess.DEVNULL, stderr=log, env=env)
 
 
-def wait_for(process, log_path, pattern, count=1, timeout=300):
-    """Wait until the log holds ``count`` lines matching pattern; fail if the process exits first."""
+def log_offset(train_dir):
+    """Where the next run's lines will start in the train_dir's log.txt (each run appends to it)."""
+    path = os.path.join(train_dir, "log.txt")
+    return os.path.getsize(path) if os.path.exists(path) else 0
+
+
+def wait_for(process, log_path, pattern, count=1, timeout=300, train_dir=None, offset=0):
+    """Wait until the process's stderr log (or, with ``train_dir``, its log.txt from ``offset`` on: checkpoint
+    lines go there only) holds ``count`` lines matching pattern; fail if the process exits first."""
+    watched = os.path.join(train_dir, "log.txt") if train_dir else log_path
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with open(log_path) as f:
-            if len(re.findall(pattern, f.read())) >= count:
-                return
+        if os.path.exists(watched):
+            with open(watched) as f:
+                f.seek(offset)
+                if len(re.findall(pattern, f.read())) >= count:
+                    return
         assert process.poll() is None, f"exited {process.returncode} early: {open(log_path).read()[-3000:]}"
         time.sleep(0.05)
     raise AssertionError(f"no {pattern!r} in {log_path} after {timeout}s")
@@ -84,10 +94,11 @@ def test_sigkill_at_random_points_then_resume_ends_bit_for_bit_like_an_uninterru
     resumed_at = [0]
     for attempt in range(3):
         log = tmp_path / f"attempt{attempt}.log"
+        offset = log_offset(killed)
         process = start("pretrain_cae.py", args, log, mnist_dir)
         # Once this attempt has saved 1 or 2 checkpoints, kill it after a random delay: in a step, an
         # evaluation, an event write or a checkpoint write.
-        wait_for(process, log, r"saved .*model\.ckpt-\d+", count=rng.randint(1, 2))
+        wait_for(process, log, r"saved .*model\.ckpt-\d+", count=rng.randint(1, 2), train_dir=killed, offset=offset)
         time.sleep(rng.uniform(0.0, 0.3))
         process.send_signal(signal.SIGKILL)
         assert process.wait() == -signal.SIGKILL
@@ -158,8 +169,9 @@ def test_sigint_and_sigterm_save_and_exit_130_then_resume_ignores_checkpoint_pat
     stopped_at = [0]
     for attempt, signum in enumerate([signal.SIGINT, signal.SIGTERM]):
         log = tmp_path / f"attempt{attempt}.log"
+        offset = log_offset(run_dir)
         process = start("transfer_classify.py", args, log, mnist_dir)
-        wait_for(process, log, r"saved .*model\.ckpt-\d+")
+        wait_for(process, log, r"saved .*model\.ckpt-\d+", train_dir=run_dir, offset=offset)
         time.sleep(rng.uniform(0.0, 0.1))  # mid-epoch, usually: the resume must continue that epoch's batch order
         process.send_signal(signum)
         assert process.wait() == 130

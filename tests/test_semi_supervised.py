@@ -183,7 +183,7 @@ def test_a_killed_semi_supervised_run_resumes_to_the_same_weights(tmp_path, mnis
     killed = tmp_path / "killed"
     log = tmp_path / "killed.log"
     process = start("transfer_classify.py", [*cli_args(tmp_path, checkpoint), f"--train_dir={killed}"], log, "")
-    wait_for(process, log, r"saved .*model\.ckpt-5")
+    wait_for(process, log, r"saved .*model\.ckpt-5", train_dir=killed)
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     at = step_of(tf.train.latest_checkpoint(str(killed)))
