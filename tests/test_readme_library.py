@@ -1,6 +1,6 @@
-"""README's "cae as a library" block, run exactly as written, and the first minutes of a new user: a clean console
-(no TensorFlow warnings, plain lines when piped, one live line per epoch on a terminal), one line when TensorFlow
-is missing, a warning for a copied checkpoint directory."""
+"""The "cae as a library" block of docs/library.md, run exactly as written, and the first minutes of a new user:
+a clean console (no TensorFlow warnings, plain lines when piped, one live line per epoch on a terminal), one line
+when TensorFlow is missing, a warning for a copied checkpoint directory."""
 
 import os
 import re
@@ -14,7 +14,7 @@ from conftest import REPO, run_cli, save_autoencoder_checkpoint, stderr_lines
 
 
 def readme_library_block():
-    with open(os.path.join(REPO, "README.md")) as f:
+    with open(os.path.join(REPO, "docs", "library.md")) as f:
         readme = f.read()
     section = readme[readme.index("## cae as a library"):]
     return section[section.index("```python\n") + len("```python\n"):section.index("```\n", section.index("```python"))]
