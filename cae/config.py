@@ -194,7 +194,9 @@ class PretrainConfig(RunConfig):
     batch_size: int = replace_default(RunConfig, "batch_size", 128)
     learning_rate: float = replace_default(RunConfig, "learning_rate", 3e-3)
     lr_schedule: str = replace_default(RunConfig, "lr_schedule", "one_cycle")
-    latent_size: int = option(20, "Units of the latent_var layer.", check=at_least(1))
+    latent_size: int = option(20, "Units of the latent_var layer (0: no dense bottleneck, the decoder starts from "
+                                  "the last conv's map, which keeps small details).",
+                              check=at_least(0, " (0: no dense bottleneck)"))
     loss: str = option("bce", "Reconstruction loss: per-pixel binary cross-entropy or mean squared error.",
                        choices=LOSSES)
     input_noise: float = option(0.0, "Denoising: stddev of Gaussian noise added to the encoder input (0: plain "

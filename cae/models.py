@@ -41,9 +41,9 @@ def deconv_scopes(filters=ENCODER_FILTERS):
     return tuple(f"d{scope}" for scope in conv_scopes(filters))
 
 
-def decoder_scopes(filters=ENCODER_FILTERS):
-    """What the autoencoder adds to the encoder."""
-    return ("latent_var", "z_matrix") + deconv_scopes(filters)
+def decoder_scopes(filters=ENCODER_FILTERS, latent_size=20):
+    """What the autoencoder adds to the encoder (without a dense bottleneck, latent_size 0, only the deconvs)."""
+    return (("latent_var", "z_matrix") if latent_size else ()) + deconv_scopes(filters)
 
 
 def classifier_scopes(filters=ENCODER_FILTERS):
@@ -63,7 +63,7 @@ CLASSIFIER_VARIABLES = tuple(f"{layer}/{kind}" for layer in classifier_scopes() 
 class Autoencoder(NamedTuple):
     images: tf.Tensor  # [N, H*W*C] input
     convs: tuple  # conv1 ... convN outputs; convN [N, H/2^N, W/2^N, filters[-1]]
-    latent: tf.Tensor  # [N, latent_size]
+    latent: tf.Tensor  # [N, latent_size]; without a dense bottleneck, the code's mean per channel [N, filters[-1]]
     deconvs: tuple  # dconv1 ... dconv(N-1) outputs (dconvN's is ``logits``)
     logits: tf.Tensor  # [N, H*W*C], before the sigmoid
     reconstruction: tf.Tensor  # [N, H*W*C] in [0, 1]
@@ -137,14 +137,24 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape
 def decoder(code, latent_size, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS):
     """convN's output -> latent_var (linear) -> z_matrix (relu) -> dconv1 ... dconv(N-1) (relu, the encoder's
     widths mirrored) -> dconvN (sigmoid, the image's channels): returns (latent, the relu deconvs' outputs, logits,
-    reconstruction), the last two [N, H*W*C]."""
+    reconstruction), the last two [N, H*W*C].
+
+    ``latent_size`` 0 leaves out the dense bottleneck: the deconvs start from convN's map itself, so the code keeps
+    where things are (a crack, a texture) instead of squeezing the image through a few numbers that hold its
+    layout and brightness; ``latent`` is then the map's mean per channel, for the projector."""
     height, width, channels = image_shape
     code_shape = [height // stride(filters), width // stride(filters), filters[-1]]
     with v1.name_scope("LATENT"):
-        latent = layers.dense(layers.flatten(code), latent_size, "latent_var")
+        if latent_size:
+            latent = layers.dense(layers.flatten(code), latent_size, "latent_var")
+        else:
+            latent = tf.reduce_mean(code, axis=[1, 2], name="code_mean")
     with v1.name_scope("DECODER"):
-        z = layers.dense(latent, code_shape[0] * code_shape[1] * code_shape[2], "z_matrix")
-        x = tf.nn.relu(tf.reshape(z, [-1, *code_shape]))
+        if latent_size:
+            z = layers.dense(latent, code_shape[0] * code_shape[1] * code_shape[2], "z_matrix")
+            x = tf.nn.relu(tf.reshape(z, [-1, *code_shape]))
+        else:
+            x = code
         widths = list(reversed(filters[:-1])) + [channels]
         deconvs = []
         for i, (scope, width_out) in enumerate(zip(deconv_scopes(filters), widths)):

@@ -21,28 +21,28 @@ FROZEN_HEAD_SCOPES = ",".join(models.HEAD_SCOPES)  # fc1,logits
 ALL_SCOPES = ",".join(models.classifier_scopes())  # conv1,conv2,fc1,logits: the tutorial's classifier
 
 
-def _with_decoder(scopes, cfg):
+def _with_decoder(scopes, cfg, latent_size):
     """A semi-supervised run with a reconstruction loss also restores and trains the autoencoder's decoder."""
     if cfg.semi_supervised and cfg.reconstruction_weight:
-        return ",".join([scopes, *models.decoder_scopes(cfg.filters)])
+        return ",".join([scopes, *models.decoder_scopes(cfg.filters, latent_size)])
     return scopes
 
 
-def trainable_scopes(cfg):
+def trainable_scopes(cfg, latent_size=PretrainConfig.latent_size):
     """What the optimizer trains: as asked, else the new head over a checkpoint, else everything (scratch, and
     every semi-supervised run, its decoder included)."""
     if cfg.trainable_scopes:
         return cfg.trainable_scopes
     every_layer = ",".join(models.classifier_scopes(cfg.filters))
     if cfg.semi_supervised:
-        return _with_decoder(every_layer, cfg)
+        return _with_decoder(every_layer, cfg, latent_size)
     return FROZEN_HEAD_SCOPES if cfg.checkpoint_path else every_layer
 
 
-def restore_scopes(cfg):
+def restore_scopes(cfg, latent_size=PretrainConfig.latent_size):
     """What the selective Saver restores from --checkpoint_path: --restore_scopes, by default every conv of the
     encoder (and the decoder, see _with_decoder)."""
-    return _with_decoder(cfg.restore_scopes or ",".join(models.conv_scopes(cfg.filters)), cfg)
+    return _with_decoder(cfg.restore_scopes or ",".join(models.conv_scopes(cfg.filters)), cfg, latent_size)
 
 
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES,
@@ -52,6 +52,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
     cae.semi_supervised) and ``latent_size`` sizes its decoder. ``class_weights`` weigh the training loss (the
     evaluated loss stays unweighted, comparable between runs)."""
     cfg = cfg.settled()
+    latent_size = PretrainConfig.latent_size if latent_size is None else latent_size
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(cfg.seed)
@@ -63,7 +64,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         semi = None
         if cfg.semi_supervised:
             semi = semi_supervised.build(batches, cfg, aug, image_shape, num_classes,
-                                         latent_size or PretrainConfig.latent_size, global_step, total_steps,
+                                         latent_size, global_step, total_steps,
                                          class_weights)
             model = semi.evaluated
         else:
@@ -71,9 +72,9 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         loss, accuracy = models.classification_loss(model.logits, batches.labels)
         # Captured before the optimizer exists: the model's own weights, never slots, averages or global_step.
         model_variables = v1.trainable_variables()
-        restored = (restore.select(model_variables, restore_scopes(cfg), "restore_scopes")
+        restored = (restore.select(model_variables, restore_scopes(cfg, latent_size), "restore_scopes")
                     if cfg.checkpoint_path else [])
-        trained = restore.select(model_variables, trainable_scopes(cfg), "trainable_scopes")
+        trained = restore.select(model_variables, trainable_scopes(cfg, latent_size), "trainable_scopes")
         global_step = v1.train.get_or_create_global_step()
         objective = semi.total if semi else loss
         if class_weights is not None and not semi:
@@ -195,11 +196,15 @@ def check_encoder(cfg):
 
 def decoder_latent_size(cfg):
     """The latent size of the decoder a semi-supervised run restores from --checkpoint_path (None: nothing to
-    restore); UserError where the checkpoint has no decoder but the reconstruction loss needs one."""
+    restore; 0: a decoder without a dense bottleneck); UserError where the checkpoint has no decoder but the
+    reconstruction loss needs one."""
     if not (cfg.semi_supervised and cfg.reconstruction_weight and cfg.checkpoint_path):
         return None
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path, warn=False)
-    shape = restore.checkpoint_shapes(checkpoint).get("latent_var/kernel")
+    shapes = restore.checkpoint_shapes(checkpoint)
+    shape = shapes.get("latent_var/kernel")
+    if shape is None and "dconv1/kernel" in shapes:
+        return 0
     if shape is None:
         raise UserError(f"--checkpoint_path={cfg.checkpoint_path}: no decoder in it (latent_var/kernel missing; "
                         f"not an autoencoder checkpoint), but --semi_supervised's reconstruction loss needs one; "

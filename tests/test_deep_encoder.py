@@ -123,3 +123,21 @@ def test_bad_encoder_filters_flag(value, tmp_path):
     assert stderr_lines(result)[-1].startswith(f"error: flag --encoder_filters={value}: expected comma-separated "
                                                f"positive integers")
     assert not os.path.exists(tmp_path / "cae")
+
+
+def test_no_dense_bottleneck_decodes_from_the_last_conv_and_semi_supervised_runs_restore_it(tmp_path):
+    """--latent_size=0: no latent_var or z_matrix; the deconvs start from convN's map, so the reconstruction can
+    keep small details; a semi-supervised run restores exactly those deconvs."""
+    shapes = shapes_of(lambda x: models.autoencoder(x, 0, image_shape=(32, 32, 3), filters=(8, 16, 24)))
+    assert sorted(shapes) == sorted(f"{scope}/{kind}" for scope in ("conv1", "conv2", "conv3", "dconv1", "dconv2",
+                                                                    "dconv3") for kind in ("kernel", "bias"))
+    assert shapes["dconv1/kernel"] == [5, 5, 16, 24]  # straight from conv3's [4, 4, 24] map
+    with tf.Graph().as_default() as graph:
+        models.autoencoder(models.image_input((32, 32, 1)), 0, image_shape=(32, 32, 1), filters=(8, 16, 24))
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.global_variables_initializer())
+            checkpoint = v1.train.Saver().save(sess, str(tmp_path / "model.ckpt"))
+    cfg = TransferConfig(checkpoint_path=checkpoint, semi_supervised=True, encoder_filters=FILTERS)
+    assert transfer.decoder_latent_size(cfg) == 0
+    assert transfer.restore_scopes(cfg, 0) == "conv1,conv2,conv3,dconv1,dconv2,dconv3"
+    assert transfer.restore_scopes(cfg, 20) == "conv1,conv2,conv3,latent_var,z_matrix,dconv1,dconv2,dconv3"
