@@ -180,6 +180,10 @@ class RunConfig(DataConfig, SessionConfig, AugmentConfig):
                                            "tutorial's 16,32 suits 28-pixel digits; larger images take more, wider "
                                            "layers (e.g. 32,64,128 at 96 pixels).", check=FILTERS)
 
+    batch_norm: bool = option(False, "Batch-normalize every conv of the encoder (variables named as "
+                                     "tf.layers.batch_normalization names them; frozen layers use the moving "
+                                     "averages).")
+
     @property
     def filters(self):
         return filters_of(self.encoder_filters)

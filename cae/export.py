@@ -29,10 +29,10 @@ DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE
 UINT8_SIGNATURE = "serving_uint8"
 
 
-def _outputs(images, name, image_shape, num_classes, filters):
+def _outputs(images, name, image_shape, num_classes, filters, batch_norm):
     """The signature outputs of the classifier on [N, H, W(, C)] float images in [0, 1]."""
     t = models.classifier(tf.reshape(images, [-1, models.num_pixels(image_shape)]), num_classes,
-                          image_shape=image_shape, filters=filters)
+                          image_shape=image_shape, filters=filters, batch_norm=batch_norm)
     return {"classes": tf.identity(t.predictions, name=f"{name}/classes"),
             "probabilities": tf.identity(t.probabilities, name=f"{name}/probabilities")}
 
@@ -44,23 +44,24 @@ def input_shape(image_shape):
 
 
 def serving_signatures(image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES,
-                       filters=models.ENCODER_FILTERS):
+                       filters=models.ENCODER_FILTERS, batch_norm=False):
     """Add the classifier to the default graph, fed by a float and a uint8 placeholder (the second copy reuses
     the first one's variables). Returns {signature name: {"inputs": {...}, "outputs": {...}}}."""
     shape = input_shape(image_shape)
     float_images = v1.placeholder(tf.float32, shape, name="images")
     uint8_images = v1.placeholder(tf.uint8, shape, name="images_uint8")
-    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE, image_shape, num_classes, filters)
+    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE, image_shape, num_classes, filters, batch_norm)
     with v1.variable_scope(v1.get_variable_scope(), reuse=True):
         uint8_outputs = _outputs(tf.cast(uint8_images, tf.float32) / 255.0, UINT8_SIGNATURE, image_shape,
-                                 num_classes, filters)
+                                 num_classes, filters, batch_norm)
     return {DEFAULT_SIGNATURE: {"inputs": {"images": float_images}, "outputs": float_outputs},
             UINT8_SIGNATURE: {"inputs": {"images": uint8_images}, "outputs": uint8_outputs}}
 
 
 def classifier_info(checkpoint):
-    """(class names, model_info.InputSpec, encoder filters) of a classifier checkpoint prefix: its shapes, and the
-    labels.txt and input.json beside it; UserError naming the checkpoint if it holds no classifier."""
+    """(class names, model_info.InputSpec, (encoder filters, batch_norm)) of a classifier checkpoint prefix: its
+    shapes, and the labels.txt and input.json beside it; UserError naming the checkpoint if it holds no
+    classifier."""
     shapes = restore.checkpoint_shapes(checkpoint)
     filters = models.encoder_filters_of(shapes) or models.ENCODER_FILTERS
     missing = [f"{scope}/{kind}" for scope in models.classifier_scopes(filters) for kind in ("kernel", "bias")
@@ -69,22 +70,28 @@ def classifier_info(checkpoint):
         raise UserError(f"{checkpoint}: cannot restore: {'; '.join(f'{name} missing' for name in missing)} (not "
                         f"a classifier checkpoint)")
     image_shape, num_classes, filters = models.classifier_geometry(shapes)
-    return (*model_info.read(os.path.dirname(checkpoint), image_shape, num_classes), filters)
+    return (*model_info.read(os.path.dirname(checkpoint), image_shape, num_classes),
+            (filters, models.has_batch_norm(shapes)))
 
 
 def teacher_or_own(checkpoint, variables):
     """{name in the checkpoint: variable}: a semi-supervised run's teacher, ``<name>/ExponentialMovingAverage``,
-    where the checkpoint holds one for every variable (the weights it validated and tested), else each
-    variable's own name."""
+    where the checkpoint holds one for every trainable variable (the weights it validated and tested), else each
+    variable's own name; batch normalization's moving averages always by their own names (the teacher shares the
+    student's)."""
     stored = restore.checkpoint_shapes(checkpoint)
-    teacher = {semi_supervised.average_name(v): v for v in variables}
-    return teacher if all(name in stored for name in teacher) else restore.by_name(variables)
+    trainable = [v for v in variables if v.trainable]
+    teacher = {semi_supervised.average_name(v): v for v in trainable}
+    if not trainable or not all(name in stored for name in teacher):
+        return restore.by_name(variables)
+    return {**teacher, **restore.by_name([v for v in variables if not v.trainable])}
 
 
 def restore_classifier(sess, checkpoint):
     """Restore every classifier variable of the session's graph from a transfer checkpoint prefix (the teacher's
     weights where it has a teacher); UserError naming the checkpoint and each missing or misshapen variable."""
-    variables = teacher_or_own(checkpoint, sess.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES))
+    with sess.graph.as_default():
+        variables = teacher_or_own(checkpoint, models.model_variables())
     restore.check_compatible(checkpoint, variables)
     with sess.graph.as_default():
         restore.restore_saver(variables).restore(sess, checkpoint)
@@ -105,7 +112,7 @@ def export(cfg):
     """
     _check_export_dir(cfg.export_dir)
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
-    class_names, spec, filters = classifier_info(checkpoint)
+    class_names, spec, (filters, batch_norm) = classifier_info(checkpoint)
     parent = os.path.dirname(os.path.abspath(cfg.export_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)  # private (0700); the builder makes model/ in it
@@ -115,7 +122,7 @@ def export(cfg):
         model_info.write(assets, class_names, spec)  # the builder copies them into the SavedModel's assets/
         graph = tf.Graph()
         with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
-            signatures = serving_signatures(spec.image_shape, len(class_names), filters)
+            signatures = serving_signatures(spec.image_shape, len(class_names), filters, batch_norm)
             restore_classifier(sess, checkpoint)
             signature_defs = {name: v1.saved_model.predict_signature_def(s["inputs"], s["outputs"])
                               for name, s in signatures.items()}

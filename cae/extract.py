@@ -26,7 +26,8 @@ def build_graph(layer, shapes, image_shape=models.MNIST_SHAPE):
     graph = tf.Graph()
     with graph.as_default():
         images = models.image_input(image_shape)
-        convs = models.encoder(images, image_shape, models.encoder_filters_of(shapes) or models.ENCODER_FILTERS)
+        convs = models.encoder(images, image_shape, models.encoder_filters_of(shapes) or models.ENCODER_FILTERS,
+                               models.has_batch_norm(shapes))
         output = layers.flatten(convs[-1])
         if layer == "latent":
             output = layers.dense(output, shapes.get("latent_var/kernel", (0, 1))[-1], "latent_var")

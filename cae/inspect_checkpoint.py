@@ -30,15 +30,15 @@ def stored_image_shape(shapes, filters):
 
 
 def model_variables(against, latent_size=20, filters=models.ENCODER_FILTERS, image_shape=models.MNIST_SHAPE,
-                    num_classes=models.MNIST_CLASSES):
+                    num_classes=models.MNIST_CLASSES, batch_norm=False):
     """{name: (dtype name, shape list)} of the model's own variables, in creation order, from a fresh graph."""
     with tf.Graph().as_default():
         images = models.image_input(image_shape)
         if against == "classifier":
-            models.classifier(images, num_classes, filters=filters, image_shape=image_shape)
+            models.classifier(images, num_classes, filters=filters, image_shape=image_shape, batch_norm=batch_norm)
         else:
-            models.autoencoder(images, latent_size, filters=filters, image_shape=image_shape)
-        return {v.op.name: (v.dtype.base_dtype.name, v.shape.as_list()) for v in v1.trainable_variables()}
+            models.autoencoder(images, latent_size, filters=filters, image_shape=image_shape, batch_norm=batch_norm)
+        return {v.op.name: (v.dtype.base_dtype.name, v.shape.as_list()) for v in models.model_variables()}
 
 
 def _describe(dtype_and_shape):
@@ -90,6 +90,6 @@ def inspect(checkpoint_path, against=None, latent_size=20, encoder_filters="16,3
         # the checkpoint's image size and classes where its encoder is the one asked for
         image_shape = stored_image_shape(shapes, filters) if own else models.MNIST_SHAPE
         num_classes = shapes["logits/kernel"][1] if own and "logits/kernel" in shapes else models.MNIST_CLASSES
-        lines += compare_lines(stored, model_variables(against, latent_size, filters, image_shape, num_classes),
-                               against)
+        lines += compare_lines(stored, model_variables(against, latent_size, filters, image_shape, num_classes,
+                                                       models.has_batch_norm(shapes)), against)
     return lines

@@ -16,13 +16,48 @@ def _variables(kernel_shape, bias_size):
     return kernel, bias
 
 
-def conv2d(inputs, filters, kernel_size, strides, name, activation=None):
-    """Like tf.layers.conv2d with padding='SAME': kernel [k, k, in, filters]."""
+def conv2d(inputs, filters, kernel_size, strides, name, activation=None, batch_norm=False, training=False):
+    """Like tf.layers.conv2d with padding='SAME': kernel [k, k, in, filters]; with ``batch_norm``, followed (before
+    the activation) by batch_normalization in the layer's scope, as TF1 code wrote ``tf.layers.conv2d`` then
+    ``tf.layers.batch_normalization`` inside ``variable_scope(name)``."""
     with v1.variable_scope(name):
         in_channels = inputs.shape[-1]
         kernel, bias = _variables([kernel_size, kernel_size, in_channels, filters], filters)
         outputs = tf.nn.bias_add(tf.nn.conv2d(inputs, kernel, [1, strides, strides, 1], "SAME"), bias)
+        if batch_norm:
+            outputs = batch_normalization(outputs, training)
         return activation(outputs) if activation else outputs
+
+
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # tf.layers.batch_normalization's defaults
+
+
+def batch_normalization(inputs, training, name="batch_normalization"):
+    """Like tf.layers.batch_normalization over the last axis: ``<scope>/batch_normalization/gamma``, ``beta``,
+    ``moving_mean``, ``moving_variance`` (the last two non-trainable, in MODEL_VARIABLES so a Saver of the model's
+    variables carries them). ``training`` (a Python bool or a bool tensor) normalizes by the batch's moments and
+    adds the moving averages' updates to UPDATE_OPS, to run with the train op; otherwise by the moving averages,
+    which then stay as they are."""
+    with v1.variable_scope(name):
+        channels = inputs.shape[-1]
+        stats = [v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.MODEL_VARIABLES]
+        gamma = v1.get_variable("gamma", [channels], initializer=v1.ones_initializer())
+        beta = v1.get_variable("beta", [channels], initializer=v1.zeros_initializer())
+        moving_mean = v1.get_variable("moving_mean", [channels], initializer=v1.zeros_initializer(),
+                                      trainable=False, collections=stats)
+        moving_variance = v1.get_variable("moving_variance", [channels], initializer=v1.ones_initializer(),
+                                          trainable=False, collections=stats)
+        if training is False:
+            return tf.nn.batch_normalization(inputs, moving_mean, moving_variance, beta, gamma, BN_EPSILON)
+        mean, variance = tf.nn.moments(inputs, list(range(len(inputs.shape) - 1)))
+        training = tf.convert_to_tensor(training)
+        use_mean = tf.where(training, mean, moving_mean)
+        use_variance = tf.where(training, variance, moving_variance)
+        # a step out of training mode moves nothing: rate 0 (x - 0 * d == x exactly)
+        rate = (1.0 - BN_MOMENTUM) * tf.cast(training, tf.float32)
+        for moving, batch in ((moving_mean, mean), (moving_variance, variance)):
+            v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, v1.assign_sub(moving, rate * (moving - batch)))
+        return tf.nn.batch_normalization(inputs, use_mean, use_variance, beta, gamma, BN_EPSILON)
 
 
 def conv2d_transpose(inputs, filters, kernel_size, strides, name, activation=None):

@@ -103,20 +103,28 @@ def image_input(image_shape=MNIST_SHAPE, name="IMAGE_IN"):
     return v1.placeholder(tf.float32, [None, num_pixels(image_shape)], name=name)
 
 
-def encoder(images, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS):
+def training_mode(name="TRAINING"):
+    """The switch of batch normalization: False (moving averages) unless the training step feeds True."""
+    return v1.placeholder_with_default(False, [], name=name)
+
+
+def encoder(images, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS, batch_norm=False, training=False):
     """conv1 ... convN, each 5x5 stride 2 relu with the given widths (the tutorial's: 16, 32): [N, H*W*C] ->
-    their outputs, the last [N, H/2^N, W/2^N, filters[-1]]."""
+    their outputs, the last [N, H/2^N, W/2^N, filters[-1]]. With ``batch_norm`` each conv is batch-normalized,
+    in training mode where ``training`` (a bool or bool tensor, or a dict of them by scope: a frozen layer stays in
+    inference mode) says so."""
     with v1.name_scope("ENCODER"):
         x = tf.reshape(images, [-1, *image_shape])
         outputs = []
         for scope, width in zip(conv_scopes(filters), filters):
-            x = layers.conv2d(x, width, KERNEL_SIZE, 2, scope, tf.nn.relu)
+            mode = training.get(scope, False) if isinstance(training, dict) else training
+            x = layers.conv2d(x, width, KERNEL_SIZE, 2, scope, tf.nn.relu, batch_norm, mode)
             outputs.append(x)
     return tuple(outputs)
 
 
 def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape=MNIST_SHAPE,
-                filters=ENCODER_FILTERS):
+                filters=ENCODER_FILTERS, batch_norm=False, training=False):
     """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 ... dconvN (sigmoid).
 
     ``input_noise`` > 0 makes it a denoising autoencoder: the encoder sees the images plus Gaussian noise of that
@@ -128,7 +136,7 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape
     if input_noise:
         with v1.name_scope("NOISE"):
             encoder_input = tf.clip_by_value(images + v1.random_normal(tf.shape(images), stddev=input_noise), 0., 1.)
-    convs = encoder(encoder_input, image_shape, filters)
+    convs = encoder(encoder_input, image_shape, filters, batch_norm, training)
     latent, deconvs, logits, reconstruction = decoder(convs[-1], latent_size, image_shape, filters)
     loss_tensor = reconstruction_loss(images, logits, reconstruction, loss)
     return Autoencoder(images, convs, latent, deconvs, logits, reconstruction, loss_tensor)
@@ -178,9 +186,9 @@ def reconstruction_loss(images, logits, reconstruction, loss="bce"):
 
 
 def classifier(images, num_classes=MNIST_CLASSES, hidden_units=HIDDEN_UNITS, image_shape=MNIST_SHAPE,
-               filters=ENCODER_FILTERS):
+               filters=ENCODER_FILTERS, batch_norm=False, training=False):
     """conv1 ... convN (the autoencoder's encoder) -> fc1 (200 relu) -> logits (num_classes)."""
-    convs = encoder(images, image_shape, filters)
+    convs = encoder(images, image_shape, filters, batch_norm, training)
     with v1.name_scope("CLASSIFIER"):
         features = layers.flatten(convs[-1])
         fc1 = layers.dense(features, hidden_units, "fc1", tf.nn.relu)
@@ -203,6 +211,18 @@ def encoder_filters_of(shapes):
             break
         widths.append(int(shapes[f"conv{number}/kernel"][3]))
     return tuple(widths)
+
+
+def has_batch_norm(shapes):
+    """Whether the checkpoint whose variable shapes are ``shapes`` has batch-normalized convs."""
+    return "conv1/batch_normalization/gamma" in shapes
+
+
+def model_variables():
+    """The model's own variables of the default graph: the trainable ones and batch normalization's moving
+    averages (what a checkpoint of the model must hold; never optimizer slots or global_step)."""
+    return v1.trainable_variables() + [v for v in v1.get_collection(v1.GraphKeys.MODEL_VARIABLES)
+                                       if v not in v1.trainable_variables()]
 
 
 def classifier_geometry(shapes):

@@ -13,10 +13,17 @@ RESTORED_OPTIMIZER_NAME = "Adam_restored"
 
 
 def train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step):
-    """One op that takes one step on every trained variable and increments global_step once.
+    """One op that takes one step on every trained variable and increments global_step once, and runs the
+    graph's UPDATE_OPS (batch normalization's moving averages of the layers in training mode).
 
     Returns (op, {variable name: its learning-rate tensor}).
     """
+    op, rates = _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step)
+    updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+    return (tf.group(op, *updates, name="train_and_update_moving_averages") if updates else op), rates
+
+
+def _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step):
     restored_names = {v.op.name for v in restored}
     slow = [v for v in trained if v.op.name in restored_names] if restored_lr_multiplier != 1.0 else []
     fast = [v for v in trained if v.op.name not in {s.op.name for s in slow}]

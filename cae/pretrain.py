@@ -5,7 +5,8 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from cae import augment, data, models, pipeline, progress, projector, summaries, train, train_dir, training_run
+from cae import augment, data, models, optimize, pipeline, progress, projector, summaries, train, train_dir
+from cae import training_run
 
 v1 = tf.compat.v1
 
@@ -19,14 +20,15 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         aug = augment.from_config(cfg)
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
                                  augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
+        training = models.training_mode() if cfg.batch_norm else False
         model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
-                                   cfg.filters)
-        model_variables = v1.trainable_variables()
+                                   cfg.filters, cfg.batch_norm, training)
+        model_variables = models.model_variables()
+        trained = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
-            optimizer = v1.train.AdamOptimizer(learning_rate)
-            train_op = optimizer.minimize(model.loss, global_step=global_step)
+            train_op, _ = optimize.train_op(model.loss, trained, [], learning_rate, 1.0, global_step)
         # TensorBoard's view of the augmentation, on the fed validation images
         preview = []
         if aug.enabled:
@@ -41,10 +43,11 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         return training_run.TrainGraph(
             graph=graph, model=model, input=batches, metrics={"loss": model.loss}, global_step=global_step,
             learning_rate=learning_rate, train_op=train_op, model_variables=model_variables, restored=[],
-            trained=model_variables, learning_rates={v.op.name: learning_rate for v in model_variables},
+            trained=trained, learning_rates={v.op.name: learning_rate for v in trained},
             train_summary=summaries.train_scalars(model.loss, learning_rate), epoch_summary=epoch_summary,
             embedding=embedding, init=v1.global_variables_initializer(),
-            saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints), restore_saver=None, best_saver=None)
+            saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints), restore_saver=None, best_saver=None,
+            train_feed={training: True} if cfg.batch_norm else None)
 
 
 def pretrain(cfg, datasets=None):

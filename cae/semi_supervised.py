@@ -77,12 +77,13 @@ def copy_to_averages(averages, variables):
     return tf.group(*[v1.assign(averages[v.op.name], v) for v in variables], name="teacher_from_student")
 
 
-def _classifier_with(averages, images, num_classes, image_shape, filters):
+def _classifier_with(averages, images, num_classes, image_shape, filters, batch_norm):
     """The classifier on ``images`` with the student's variables (reused) or, with ``averages``, their averages."""
     def teacher_getter(getter, name, *args, **kwargs):
         return averages[name] if averages and name in averages else getter(name, *args, **kwargs)
     with v1.variable_scope(v1.get_variable_scope(), reuse=True, custom_getter=teacher_getter):
-        return models.classifier(images, num_classes, image_shape=image_shape, filters=filters)
+        return models.classifier(images, num_classes, image_shape=image_shape, filters=filters,
+                                 batch_norm=batch_norm)  # batch normalization by the moving averages
 
 
 def sigmoid_ramp(global_step, ramp_steps):
@@ -119,17 +120,19 @@ def views(images, image_shape, aug, cfg, global_step, streams):
                                         augment.step_seed(cfg.seed, global_step, streams[2]))
 
 
-def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step, total_steps, class_weights=None):
+def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step, total_steps, class_weights=None,
+          training=False):
     """The student on the labelled batch and the strong view of UNLABELED_IN, the decoder on the latter, the
     teacher on the weak view, and the loss: a Graph. Variables are created here, the student's first.
-    ``class_weights`` weigh the labelled cross-entropy (cae.models.cross_entropy)."""
+    ``class_weights`` weigh the labelled cross-entropy (cae.models.cross_entropy); ``training`` is the student's
+    batch-normalization mode (cae.models.encoder)."""
     with v1.name_scope("VIEWS"):
         weak, warped, strong_view = views(batches.unlabeled, image_shape, aug, cfg, global_step,
                                           (WEAK_STREAM, STRONG_STREAM, CUTOUT_STREAM))
     labelled_count = tf.shape(batches.images)[0]
     # One student pass over both batches: one large batch keeps two cores busier than two small ones.
     student = models.classifier(tf.concat([batches.images, strong_view], 0), num_classes, image_shape=image_shape,
-                                filters=cfg.filters)
+                                filters=cfg.filters, batch_norm=cfg.batch_norm, training=training)
     student_logits, strong_logits = student.logits[:labelled_count], student.logits[labelled_count:]
     classifier_variables = restore.select(v1.trainable_variables(), ",".join(models.classifier_scopes(cfg.filters)))
 
@@ -149,7 +152,7 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
 
     averages = moving_averages(classifier_variables) if cfg.ema_decay else {}
     with v1.name_scope("TEACHER"):
-        teacher = _classifier_with(averages, weak, num_classes, image_shape, cfg.filters)
+        teacher = _classifier_with(averages, weak, num_classes, image_shape, cfg.filters, cfg.batch_norm)
         targets = tf.stop_gradient(teacher.probabilities)
     ramp = sigmoid_ramp(global_step, round(cfg.unlabeled_ramp_up * total_steps))
     terms["train/ramp"] = ramp
@@ -170,7 +173,7 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
         total += ramp * cfg.consistency_weight * consistency
     total = tf.identity(total, name="total_loss")
 
-    evaluated = _classifier_with(averages, batches.images, num_classes, image_shape, cfg.filters)
+    evaluated = _classifier_with(averages, batches.images, num_classes, image_shape, cfg.filters, cfg.batch_norm)
     return Graph(evaluated, student_logits, total, terms, averages)
 
 

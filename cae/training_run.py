@@ -45,6 +45,8 @@ class TrainGraph(NamedTuple):
     objective: tf.Tensor = None
     # Run after a restore that did not come from the train_dir's own checkpoint (the EMA teacher takes the weights).
     after_restore: tf.Operation = None
+    # Fed with every training step (batch normalization's training switch), never with evaluation.
+    train_feed: dict = None
 
     @property
     def loss(self):
@@ -94,7 +96,8 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         batches, splits = prepare_batches(sess) if prepare_batches else (g.input, datasets)
         prepare_time = time.time() - prepare_start
         run_step = summaries.training_step(sess, g.train_op, g.loss, g.train_summary,
-                                           lambda indices: batches.train_feed(splits.train, indices),
+                                           lambda indices: {**(batches.train_feed(splits.train, indices) or {}),
+                                                            **(g.train_feed or {})},
                                            writer, first_step, cfg.summary_every_steps)
 
         def save(step):

@@ -61,20 +61,28 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         global_step = v1.train.get_or_create_global_step() if augment_batch or cfg.semi_supervised else None
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=True, augment=augment_batch,
                                  unlabeled=cfg.semi_supervised)
+        training_feed, training = None, False
+        if cfg.batch_norm:  # trained convs normalize by their batch in a training step; frozen ones never do
+            switch = models.training_mode()
+            trains = restore.scope_regex(trainable_scopes(cfg, latent_size), "trainable_scopes")
+            training = {scope: switch for scope in models.conv_scopes(cfg.filters) if trains.match(f"{scope}/")}
+            training_feed = {switch: True}
         semi = None
         if cfg.semi_supervised:
             semi = semi_supervised.build(batches, cfg, aug, image_shape, num_classes,
                                          latent_size, global_step, total_steps,
-                                         class_weights)
+                                         class_weights, training)
             model = semi.evaluated
         else:
-            model = models.classifier(batches.images, num_classes, image_shape=image_shape, filters=cfg.filters)
+            model = models.classifier(batches.images, num_classes, image_shape=image_shape, filters=cfg.filters,
+                                      batch_norm=cfg.batch_norm, training=training)
         loss, accuracy = models.classification_loss(model.logits, batches.labels)
-        # Captured before the optimizer exists: the model's own weights, never slots, averages or global_step.
-        model_variables = v1.trainable_variables()
+        # Captured before the optimizer exists: the model's own weights (and batch normalization's moving
+        # averages, restored with their layer), never slots, the teacher's averages or global_step.
+        model_variables = models.model_variables()
         restored = (restore.select(model_variables, restore_scopes(cfg, latent_size), "restore_scopes")
                     if cfg.checkpoint_path else [])
-        trained = restore.select(model_variables, trainable_scopes(cfg, latent_size), "trainable_scopes")
+        trained = restore.select(v1.trainable_variables(), trainable_scopes(cfg, latent_size), "trainable_scopes")
         global_step = v1.train.get_or_create_global_step()
         objective = semi.total if semi else loss
         if class_weights is not None and not semi:
@@ -110,7 +118,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
             saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints),
             restore_saver=restore.restore_saver(restored) if restored else None,
             best_saver=v1.train.Saver(max_to_keep=1, name="best_saver"),
-            objective=None if objective is loss else objective, after_restore=after_restore)
+            objective=None if objective is loss else objective, after_restore=after_restore, train_feed=training_feed)
 
 
 def initialize(sess, g, cfg):
@@ -184,11 +192,18 @@ def check_encoder(cfg):
     """A checkpoint whose encoder has another depth than --encoder_filters: one line naming both (where the default
     --restore_scopes would restore the whole encoder). Other widths, or no encoder at all, are named variable by
     variable, with both shapes, by the restore's checks."""
-    if not cfg.checkpoint_path or cfg.restore_scopes:
+    if not cfg.checkpoint_path:
         return
     checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path, warn=False)
-    stored = models.encoder_filters_of(restore.checkpoint_shapes(checkpoint))
-    if stored and len(stored) != len(cfg.filters):
+    shapes = restore.checkpoint_shapes(checkpoint)
+    stored = models.encoder_filters_of(shapes)
+    if stored and models.has_batch_norm(shapes) != cfg.batch_norm:
+        held, flag = (("batch-normalized convs", "--batch_norm") if models.has_batch_norm(shapes) else
+                      ("convs without batch normalization", "--nobatch_norm"))
+        raise UserError(f"--checkpoint_path={cfg.checkpoint_path}: holds {held} (conv1/batch_normalization/gamma "
+                        f"{'present' if cfg.batch_norm is False else 'missing'}); pass {flag} as its autoencoder "
+                        f"was trained")
+    if stored and len(stored) != len(cfg.filters) and not cfg.restore_scopes:
         raise UserError(f"--checkpoint_path={cfg.checkpoint_path}: holds an encoder of {len(stored)} convs of widths "
                         f"{','.join(map(str, stored))}; --encoder_filters={cfg.encoder_filters} builds "
                         f"{len(cfg.filters)} (pass the autoencoder's --encoder_filters, or choose --restore_scopes)")
