@@ -65,10 +65,10 @@ def roc_auc(labels, scores):
     return float((ranks[labels].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
-def report(labels, predictions, probabilities, class_names):
-    """Everything metrics.json holds about a split: the summary, per-class precision/recall/F1/support by class
-    name, and for two classes roc_auc of the second class."""
-    counts = confusion_matrix(labels, predictions, len(class_names))
+def report(counts, labels, probabilities, class_names):
+    """Everything metrics.json holds about a split from its confusion matrix ``counts`` (and, for two classes, the
+    true ``labels`` and the ``probabilities`` for roc_auc of the second class): the summary and per-class
+    precision/recall/F1/support by class name."""
     precision, recall, f1, support = per_class(counts)
     values = summary(counts)
     values["per_class"] = {str(name): {"precision": float(p), "recall": float(r), "f1": float(f),

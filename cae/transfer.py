@@ -243,9 +243,9 @@ def measure(run, g, split, class_names, prefix, step):
     (TensorBoard's PR-curve plugin)."""
     means, rows = train.evaluate(run.sess, g.metrics, run.batches, split, per_example={
         "predictions": g.model.predictions, "probabilities": g.model.probabilities})
-    values = class_metrics.report(split.labels, rows["predictions"], rows["probabilities"], class_names)
-    values.update(means)  # the graph's own loss and accuracy, the figures of every earlier run
-    values["counts"] = class_metrics.confusion_matrix(split.labels, rows["predictions"], len(class_names))
+    counts = class_metrics.confusion_matrix(split.labels, rows["predictions"], len(class_names))
+    values = class_metrics.report(counts, split.labels, rows["probabilities"], class_names)
+    values.update(means, counts=counts)  # the graph's own loss and accuracy, the figures of every earlier run
     shown = {key: values[key] for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
              if values.get(key) is not None}
     summaries.scalars({f"{prefix}/{key}": value for key, value in shown.items()}, step, run.writer)
