@@ -1,7 +1,8 @@
 """Random augmentation of training batches, in the graph: a pure function of the batch and a seed tensor.
 
 One call of ``augment`` draws, per image, one affine warp (retrain.py's crop and scale, a translation, a rotation,
-flips), then a brightness and a contrast factor, and clips to [0, 1]. The warp is one
+flips), then a brightness and a contrast factor, for colour images a hue rotation and a saturation factor, and clips
+to [0, 1]. The warp is one
 ``ImageProjectiveTransformV3`` (bilinear, edges reflected), so the options compose into a single resampling.
 
 The random values come from stateless ops seeded by ``seed`` (an int [2] tensor, e.g. ``[--seed, global_step]``):
@@ -14,12 +15,17 @@ enlarged by 1 + crop/100, then a window of the original size is cut at a random 
 random enlargement on top (uniform in [1, 1 + scale/100]), ``brightness`` a percentage the pixels are multiplied
 by at random (uniform in [1 - b/100, 1 + b/100]); ``contrast`` scales each image's deviation from its mean by a
 factor drawn alike; ``translate`` is in pixels and ``rotate`` in degrees, each uniform in [-value, value].
+``hue`` (degrees) turns each image's colours about the gray axis (in YIQ, so brightness stays: 180 makes any hue
+any other), ``saturation`` (percent) scales each pixel's distance from its gray by a factor drawn as brightness's.
 """
 
 import math
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
+
+from cae.errors import UserError
 
 v1 = tf.compat.v1
 
@@ -34,6 +40,8 @@ class Augmentation(NamedTuple):
     rotate: float = 0.0  # degrees
     brightness: float = 0.0  # percent
     contrast: float = 0.0  # percent
+    hue: float = 0.0  # degrees
+    saturation: float = 0.0  # percent
 
     @property
     def geometric(self):
@@ -42,13 +50,18 @@ class Augmentation(NamedTuple):
 
     @property
     def enabled(self):
-        return self.geometric or bool(self.brightness or self.contrast)
+        return self.geometric or bool(self.brightness or self.contrast or self.colour)
+
+    @property
+    def colour(self):
+        return bool(self.hue or self.saturation)
 
 
 def from_config(cfg):
     """The Augmentation of a cae.config.AugmentConfig (its random_* and flip_* fields)."""
     return Augmentation(cfg.random_translate, cfg.random_crop, cfg.random_scale, cfg.flip_left_right,
-                        cfg.flip_up_down, cfg.random_rotate, cfg.random_brightness, cfg.random_contrast)
+                        cfg.flip_up_down, cfg.random_rotate, cfg.random_brightness, cfg.random_contrast, cfg.random_hue,
+                        cfg.random_saturation)
 
 
 def step_seed(seed, global_step, stream=0):
@@ -107,12 +120,32 @@ def _warp(images, aug, seed, count, height, width):
         fill_value=0.0, interpolation="BILINEAR", fill_mode="REFLECT")
 
 
+# RGB <-> YIQ: Y is the brightness, (I, Q) the colour; a hue rotation turns (I, Q) and keeps Y.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float32)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ).astype(np.float32)
+
+
+def _colour(x, aug, seed, count):
+    """Each image's colours turned by an angle uniform in [-hue, hue] about the gray axis and pushed away from
+    (or towards) gray by a factor uniform in [1 - s/100, 1 + s/100]: one 3x3 matrix per image."""
+    angle = _uniform(seed, 12, count, -1.0, 1.0) * (aug.hue * math.pi / 180.0)
+    s = aug.saturation / 100.0
+    chroma = _uniform(seed, 13, count, 1.0 - s, 1.0 + s)
+    cos, sin, one, zero = chroma * tf.cos(angle), chroma * tf.sin(angle), tf.ones([count]), tf.zeros([count])
+    turn = tf.reshape(tf.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], axis=1), [-1, 3, 3])
+    matrices = tf.einsum("ij,njk,kl->nil", _YIQ_TO_RGB, turn, _RGB_TO_YIQ)  # rgb' = M rgb
+    return tf.einsum("nhwc,ndc->nhwd", x, matrices)
+
+
 def augment(images, image_shape, aug, seed, name="AUGMENT"):
     """``images`` [N, H*W*C] in [0, 1], augmented as ``aug`` says with the stateless ``seed`` (int64 [2]); the
     same shape and range. The identity (the tensor itself) when ``aug`` asks for nothing."""
     if not aug.enabled:
         return images
     height, width, channels = image_shape
+    if aug.colour and channels != 3:
+        flag = "--random_hue" if aug.hue else "--random_saturation"
+        raise UserError(f"{flag} needs colour images: these have {channels} channel(s), expected 3")
     with v1.name_scope(name):
         count = tf.shape(images)[0]
         x = tf.reshape(images, [-1, height, width, channels])
@@ -126,6 +159,8 @@ def augment(images, image_shape, aug, seed, name="AUGMENT"):
             mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
             x = mean + (x - mean) * tf.reshape(_uniform(seed, 9, count, 1.0 - c, 1.0 + c),
                                                [-1, 1, 1, 1])
+        if aug.colour:
+            x = _colour(x, aug, seed, count)
         x = tf.clip_by_value(x, 0.0, 1.0)
         return tf.reshape(x, [-1, height * width * channels])
 

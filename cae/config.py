@@ -11,7 +11,8 @@ added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command tha
     IdxDataConfig   data_dir, dataset, download (the built-in MNIST-format datasets)
     DataConfig(IdxDataConfig)   + image_dir, image_size, color_mode, split percentages, skip_bad_images
     SessionConfig   gpu_memory_fraction, allow_growth, intra_op_threads, inter_op_threads, precision
-    AugmentConfig   random_translate, random_crop, random_scale, flips, random_rotate, brightness, contrast
+    AugmentConfig   random_translate, random_crop, random_scale, flips, random_rotate, brightness, contrast, hue,
+                    saturation
     RunConfig(DataConfig, SessionConfig, AugmentConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch,
         learning rate
         PretrainConfig, TransferConfig     the two workflow steps
@@ -151,6 +152,11 @@ class AugmentConfig:
                                            "(retrain.py).", check=PERCENT_OR_ZERO)
     random_contrast: float = option(0.0, "Percentage to scale each training image's contrast up or down by, at "
                                          "random.", check=PERCENT_OR_ZERO)
+    random_hue: float = option(0.0, "Colour images: turn each training image's hues by up to this many degrees "
+                                    "either way, brightness kept (180: any colour may become any other).",
+                               check=(lambda v: 0 <= v <= 180, "expected degrees in [0, 180]"))
+    random_saturation: float = option(0.0, "Colour images: percentage to scale each training image's saturation "
+                                           "up or down by, at random.", check=PERCENT_OR_ZERO)
 
     @property
     def augmenting(self):

@@ -50,6 +50,24 @@ def test_each_augmentation_keeps_shape_and_range_and_is_a_function_of_seed_and_s
     assert not np.array_equal(out, run_augment(images, aug, step=4))  # another step, another draw
 
 
+def test_hue_and_saturation_change_colours_keep_gray_and_brightness_and_need_colour_images():
+    rng = np.random.RandomState(0)
+    # Mid-range colours, so that no turn of the hue leaves [0, 1] and clipping cannot hide a wrong matrix.
+    images = (0.4 + 0.2 * rng.rand(16, 8 * 8 * 3)).astype(np.float32)
+    images[0] = 0.3  # a gray image
+    luminance = np.array([0.299, 0.587, 0.114], np.float32)
+    for aug in augment.Augmentation(hue=180), augment.Augmentation(saturation=50), augment.Augmentation(
+            hue=90, saturation=30):
+        out = run_augment(images, aug, step=3, image_shape=(8, 8, 3))
+        assert out.shape == images.shape and out.min() >= 0.0 and out.max() <= 1.0
+        np.testing.assert_allclose(out[0], images[0], atol=1e-5)  # gray has no hue and no saturation
+        np.testing.assert_allclose(out.reshape(-1, 3) @ luminance, images.reshape(-1, 3) @ luminance, atol=1e-5)
+        assert np.abs(out[1:] - images[1:]).mean() > 0.01  # the colours moved
+        np.testing.assert_array_equal(out, run_augment(images, aug, step=3, image_shape=(8, 8, 3)))
+    with pytest.raises(UserError, match=r"--random_hue needs colour images: these have 1 channel"):
+        run_augment(images[:, :64], augment.Augmentation(hue=10), step=0, image_shape=(8, 8, 1))
+
+
 def test_flips_are_exact_mirrors_and_cutout_is_a_gray_square(mnist):
     images = mnist.test.images[:64]
     flipped = run_augment(images, augment.Augmentation(flip_left_right=True), step=0)
@@ -202,7 +220,7 @@ def test_a_killed_semi_supervised_run_resumes_to_the_same_weights(tmp_path, mnis
 
 
 @pytest.mark.parametrize("case", ["no_decoder", "empty_unlabeled_dir", "too_many_labels", "out_of_range",
-                                  "with_cache"])
+                                  "with_cache", "hue_of_gray"])
 def test_bad_semi_supervised_input_is_one_line_and_writes_nothing(tmp_path, mnist, case):
     write_folder(tmp_path / "digits", mnist, 12, (28, 28), color=False)
     (tmp_path / "empty").mkdir()
@@ -227,5 +245,7 @@ def test_bad_semi_supervised_input_is_one_line_and_writes_nothing(tmp_path, mnis
         "out_of_range": ([f"--checkpoint_path={checkpoint}", "--random_crop=150"], ["--random_crop", "< 100"]),
         "with_cache": ([f"--checkpoint_path={checkpoint}", "--cache_features"], ["--cache_features",
                                                                                   "--semi_supervised"]),
+        "hue_of_gray": ([f"--checkpoint_path={checkpoint}", "--random_saturation=20"],
+                        ["--random_saturation", "colour images", "1 channel"]),
     }[case]
     assert_rejected(run_cli("transfer_classify.py", *common, *args), train_dir, before, *expected)
