@@ -137,15 +137,20 @@ def _colour(x, aug, seed, count):
     return tf.einsum("nhwc,ndc->nhwd", x, matrices)
 
 
+def check_channels(aug, image_shape):
+    """UserError where ``aug`` turns colours of images that have none."""
+    if aug.colour and image_shape[2] != 3:
+        flag = "--random_hue" if aug.hue else "--random_saturation"
+        raise UserError(f"{flag} needs colour images: these have {image_shape[2]} channel(s), expected 3")
+
+
 def augment(images, image_shape, aug, seed, name="AUGMENT"):
     """``images`` [N, H*W*C] in [0, 1], augmented as ``aug`` says with the stateless ``seed`` (int64 [2]); the
     same shape and range. The identity (the tensor itself) when ``aug`` asks for nothing."""
     if not aug.enabled:
         return images
+    check_channels(aug, image_shape)
     height, width, channels = image_shape
-    if aug.colour and channels != 3:
-        flag = "--random_hue" if aug.hue else "--random_saturation"
-        raise UserError(f"{flag} needs colour images: these have {channels} channel(s), expected 3")
     with v1.name_scope(name):
         count = tf.shape(images)[0]
         x = tf.reshape(images, [-1, height, width, channels])

@@ -359,20 +359,40 @@ class BenchmarkConfig(IdxDataConfig, SessionConfig):
 
 
 @dataclasses.dataclass
-class ExperimentConfig:
-    """The label-budget experiment (cae.measure.label_budget); the report lists these settings in this order."""
+class ExperimentConfig(AugmentConfig):
+    """The label-budget experiment (cae.measure.label_budget); the report lists these settings in this order,
+    the augmentation flags (for every run, and the pretraining) first."""
     data_dir: str = option(None, "Directory of the classified dataset's IDX files (default as in "
                                  "transfer_classify).")
     other_data_dir: str = option(None, "Directory of the cross-domain pretraining dataset's IDX files.")
     dataset: str = option("mnist", "Dataset to classify; the autoencoder for the cross-domain methods trains on "
                                    "the other one.", choices=DATASETS)
+    image_dir: str = option(None, "A folder of your own images, one subfolder per class, instead of --dataset: "
+                                  "the autoencoder trains on its training split; no cross-domain methods.")
+    image_size: int = same_as(DataConfig, "image_size")
+    color_mode: str = same_as(DataConfig, "color_mode")
+    validation_percentage: int = same_as(DataConfig, "validation_percentage")
+    testing_percentage: int = same_as(DataConfig, "testing_percentage")
     work_dir: str = option("experiments/label_budget", "Checkpoints of every run: a new or empty directory, or an "
                                                        "earlier experiment's (emptied first).")
     report_dir: str = option("reports", "Where label_budget.md and label_budget.png go.")
     # 60000 means every training label (55,000 + 5,000 held out)
     budgets: str = option("100,300,1000,3000,10000,60000", "Comma-separated label budgets (60000: every training "
                                                            "label).")
+    labels_per_class: str = option(None, "Comma-separated budgets in labels of each class (e.g. 10,30,100,all) "
+                                         "instead of --budgets: the first N of each class, in an order drawn from "
+                                         "the seed (a folder: its hash order).")
     cross_domain_budgets: str = option("1000", "Budgets at which the cross-domain methods also run.")
+    semi_budgets: str = option("", "With --labels_per_class: budgets at which the semi-supervised run from the "
+                                   "autoencoder (transfer_classify --semi_supervised) and scratch with the same "
+                                   "augmentation also run.")
+    ablation_budget: str = option(None, "With --labels_per_class: a budget at which the semi-supervised run is "
+                                        "taken apart: the autoencoder's initialization alone, + augmentation, "
+                                        "+ reconstruction, + consistency.")
+    semi_epochs: int = option(SEMI_SUPERVISED_RECIPE.epochs, "Passes over the unlabelled images (every training "
+                                                             "image) of each semi-supervised run.",
+                              check=at_least(1))
+    unlabeled_batch_size: int = same_as(TransferConfig, "unlabeled_batch_size")
     seeds: int = option(3, "Seeds per method and budget (each draws its own labelled subset).")
     quick: bool = option(False, "CI mode: a few hundred images, two budgets, two seeds, a few dozen steps.")
     # Pretraining (both domains): a denoising autoencoder, 14 epochs at a constant 3e-3 with sigma 0.3 (see

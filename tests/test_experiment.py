@@ -105,6 +105,60 @@ def test_quick_experiment_writes_table_and_plot(tmp_path, mnist_dir, fashion_mni
     assert float(row[0]) == round(100 * mean_100, 2)
 
 
+def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervised_column(tmp_path, mnist,
+                                                                                           monkeypatch):
+    from test_own_images import write_folder
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    write_folder(tmp_path / "photos", mnist, 40, (16, 16), color=True)
+    cfg = ExperimentConfig(image_dir=str(tmp_path / "photos"), quick=True, labels_per_class="2,all",
+                           semi_budgets="2", ablation_budget="2", random_hue=180, work_dir=str(tmp_path / "work"),
+                           report_dir=str(tmp_path / "reports"))
+    results = label_budget.run(cfg, command="python scripts/experiment.py --image_dir=photos")
+    methods = ["scratch", "frozen", "fine-tuned", "scratch + augmentation", "fine-tuned + augmentation",
+               "semi-supervised, reconstruction only", "semi-supervised"]  # no cross-domain methods for a folder
+    assert list(dict.fromkeys(r["method"] for r in results)) == methods
+    assert len(results) == 2 * (7 + 3)  # seeds x (every method at 2 labels a class + the three at 'all')
+    train_size = {r["num_labels"] for r in results if r["budget"] == "all"}
+    assert {r["num_labels"] for r in results if r["budget"] == 2} == {2 * 3} and train_size.pop() > 60
+    # The augmented methods take the experiment's augmentation; the ablation drops the consistency terms.
+    semi = label_budget.transfer_config(label_budget.quick_settings(cfg), "semi-supervised, reconstruction only",
+                                        "/tmp/p", "/tmp/t", 0, 6, (16, 16, 3), labels_per_class=2)
+    assert semi.semi_supervised and semi.random_hue == 180 and semi.fixmatch_weight == semi.consistency_weight == 0
+    assert semi.epochs == 2 and semi.labels_per_class == 2 and semi.reconstruction_weight == 1
+    plain = label_budget.transfer_config(cfg, "scratch", None, "/tmp/t", 0, 6, (16, 16, 3), labels_per_class=2)
+    assert plain.checkpoint_path is None and not plain.semi_supervised and plain.random_hue == 180
+    report = open(tmp_path / "reports" / "label_budget.md").read()
+    assert "| labels per class (labels) | " + " | ".join(methods) + " |" in report
+    assert re.search(r"\| all \(\d+\) \|", report) and "| 2 (6) |" in report
+    semi_mean = 100 * np.mean([r["test_accuracy"] for r in results if r["method"] == "semi-supervised"])
+    rival = max(100 * np.mean([r["test_accuracy"] for r in results if r["method"] == m and r["budget"] == 2])
+                for m in ("scratch + augmentation", "fine-tuned + augmentation"))
+    assert f"| 2 | {semi_mean:.2f} | " in report and f"| {semi_mean - rival:+.2f} |" in report
+    assert "Command: `python scripts/experiment.py --image_dir=photos`" in report and "cross-domain" not in report
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(semi_budgets="10"), "--semi_budgets needs --labels_per_class"),
+    (dict(labels_per_class="10,30", semi_budgets="10,20"), "--semi_budgets: 20 is not one of the budgets of "
+                                                           "--labels_per_class=10,30"),
+    (dict(labels_per_class="10,all", ablation_budget="5"), "--ablation_budget: 5 is not one of the budgets"),
+    (dict(labels_per_class="10,every"), "--labels_per_class=10,every: expected comma-separated integers or 'all'"),
+])
+def test_experiment_flags_that_do_not_fit_are_one_line(tmp_path, flags, message):
+    cfg = ExperimentConfig(work_dir=str(tmp_path / "work"), report_dir=str(tmp_path / "r"), **flags)
+    with pytest.raises(UserError, match=re.escape(message)):
+        label_budget.run(cfg)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "r").exists()
+
+
+def test_an_experiment_turning_the_hues_of_gray_images_is_one_line(tmp_path, mnist_dir):
+    cfg = ExperimentConfig(data_dir=mnist_dir, quick=True, random_hue=30, work_dir=str(tmp_path / "work"),
+                           report_dir=str(tmp_path / "r"))
+    with pytest.raises(UserError, match="--random_hue needs colour images: these have 1 channel"):
+        label_budget.run(cfg)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "r").exists()
+
+
 def test_a_work_dir_it_did_not_make_is_refused_and_left_alone(tmp_path, mnist_dir, fashion_mnist):
     """--work_dir is emptied first: a directory holding anything else (checkpoints, say) must never be."""
     work_dir = tmp_path / "checkpoints"

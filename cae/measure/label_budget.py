@@ -1,10 +1,12 @@
 """The label-budget experiment: does autoencoder pretraining pay off when labels are few?
 
-For each label budget and seed it trains the classifier from scratch, on frozen pretrained convs (cached
-features), fine-tuned from the pretrained convs (smaller learning rate for them), and from convs pretrained on the
-other domain (Fashion-MNIST). Everything runs in this process on data loaded once; every run trains its whole
-one-cycle schedule and is tested once, at its end (``--patience`` brings back early stopping on the validation
-split). Writes a markdown table and a PNG plot.
+For each label budget (images, or with --labels_per_class images of each class) and seed it trains the classifier
+from scratch, on frozen pretrained convs (cached features), fine-tuned from the pretrained convs (smaller learning
+rate for them), and from convs pretrained on the other domain (Fashion-MNIST; not for --image_dir, a folder of
+your own). At --semi_budgets it adds the semi-supervised run from the autoencoder and its fair baseline, scratch
+with the same augmentation; at --ablation_budget the semi-supervised run piece by piece (ABLATION). Everything runs
+in this process on data loaded once; every run trains its whole schedule and is tested once, at its end
+(``--patience`` brings back early stopping on the validation split). Writes a markdown table and a PNG plot.
 """
 
 import dataclasses
@@ -13,38 +15,69 @@ import platform
 import shutil
 import time
 
+from typing import NamedTuple, Optional
+
 import numpy as np
 from absl import logging
 
-from cae import data, pretrain, restore, session, train, transfer
-from cae.config import PretrainConfig, TransferConfig
+from cae import augment, data, pretrain, restore, semi_supervised, session, train, transfer
+from cae.config import AugmentConfig, PretrainConfig, TransferConfig
 from cae.errors import UserError
 
-# method -> (pretrained on, trainable scopes, restored-layer learning-rate multiplier applies, cache features)
+class Method(NamedTuple):
+    pretrained_on: Optional[str]  # "source", "other" (the cross-domain dataset) or None (scratch)
+    trainable_scopes: Optional[str]  # None: transfer_classify's default (every layer, a decoder too, when semi)
+    fine_tune: bool  # the restored layers learn at --restored_lr_multiplier times the rate
+    cache: bool  # frozen convs' features computed once
+    augment: bool = False  # the experiment's augmentation (semi_supervised.augmentation's weak view)
+    semi: Optional[dict] = None  # a --semi_supervised run with these TransferConfig settings
+
+
 METHODS = {
-    "scratch": (None, transfer.ALL_SCOPES, False, False),
-    "frozen": ("source", transfer.FROZEN_HEAD_SCOPES, False, True),
-    "fine-tuned": ("source", transfer.ALL_SCOPES, True, False),
-    "cross-domain frozen": ("other", transfer.FROZEN_HEAD_SCOPES, False, True),
-    "cross-domain fine-tuned": ("other", transfer.ALL_SCOPES, True, False),
+    "scratch": Method(None, transfer.ALL_SCOPES, False, False),
+    "frozen": Method("source", transfer.FROZEN_HEAD_SCOPES, False, True),
+    "fine-tuned": Method("source", transfer.ALL_SCOPES, True, False),
+    "cross-domain frozen": Method("other", transfer.FROZEN_HEAD_SCOPES, False, True),
+    "cross-domain fine-tuned": Method("other", transfer.ALL_SCOPES, True, False),
 }
+# At --semi_budgets: the semi-supervised run from the autoencoder, and the best supervised run with its
+# augmentation (the issue's fair comparison: what the unlabelled images add beyond augmentation).
+SEMI_METHODS = {
+    "scratch + augmentation": Method(None, transfer.ALL_SCOPES, False, False, augment=True),
+    "semi-supervised": Method("source", None, False, False, augment=True, semi={}),
+}
+# At --ablation_budget, one piece at a time: the autoencoder's initialization alone ("fine-tuned"), + augmentation,
+# + the reconstruction loss on the unlabelled images, + consistency (FixMatch and Mean Teacher: "semi-supervised").
+ABLATION = {
+    "fine-tuned": METHODS["fine-tuned"],
+    "fine-tuned + augmentation": Method("source", transfer.ALL_SCOPES, True, False, augment=True),
+    "semi-supervised, reconstruction only": Method("source", None, False, False, augment=True,
+                                                   semi=dict(fixmatch_weight=0.0, consistency_weight=0.0)),
+    "semi-supervised": SEMI_METHODS["semi-supervised"],
+}
+EVERY_METHOD = {**METHODS, "scratch + augmentation": SEMI_METHODS["scratch + augmentation"], **ABLATION}  # in the
+# report's column order: the supervised methods, then what the semi-supervised run adds piece by piece
 OTHER_DATASET = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
+ALL = "all"  # a --labels_per_class budget: every training label
 
 
-def parse_ints(text, flag):
+def parse_ints(text, flag, words=()):
+    """Comma-separated positive integers (or one of ``words``) of --``flag``."""
     try:
-        values = [int(v) for v in restore.parse_scopes(text)]
+        values = [v if v in words else int(v) for v in restore.parse_scopes(text)]
     except ValueError:
-        raise UserError(f"--{flag}={text}: expected comma-separated integers") from None
-    if not values or min(values) < 1:
+        raise UserError(f"--{flag}={text}: expected comma-separated integers"
+                        + "".join(f" or '{w}'" for w in words)) from None
+    if not values or min([v for v in values if v not in words] or [1]) < 1:
         raise UserError(f"--{flag}={text}: expected positive integers")
     return values
 
 
 def quick_settings(cfg):
-    """CI mode: a few hundred images, two budgets, two seeds, a few dozen steps."""
+    """CI mode: a few hundred images, two budgets (--labels_per_class as given), two seeds, a few dozen steps
+    (semi-supervised runs: two passes over the unlabelled images)."""
     return dataclasses.replace(cfg, budgets="20,100", cross_domain_budgets="100", seeds=2, pretrain_epochs=1,
-                               batch_size=16, max_steps=40, min_epochs=1)
+                               batch_size=16, max_steps=40, min_epochs=1, semi_epochs=2, unlabeled_batch_size=64)
 
 
 def shrink(datasets, train_size, validation_size, test_size):
@@ -68,33 +101,87 @@ def schedule(cfg, num_examples):
     return epochs, max(1, epochs // cfg.validations)
 
 
+def data_settings(cfg):
+    """The data flags a run's config records (its data are given to it, already loaded)."""
+    if cfg.image_dir:
+        return dict(image_dir=cfg.image_dir, image_size=cfg.image_size, color_mode=cfg.color_mode)
+    return dict(dataset=cfg.dataset)
+
+
+def augment_settings(cfg):
+    """The experiment's own augmentation flags (AugmentConfig's fields), as given."""
+    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(AugmentConfig)}
+
+
 def pretrain_config(cfg, dataset, train_dir):
+    """The autoencoder of ``dataset`` (a built-in name, or None for --image_dir), with the experiment's
+    augmentation flags."""
+    where = data_settings(cfg) if dataset is None else dict(dataset=dataset)
     return PretrainConfig(
-        dataset=dataset, train_dir=train_dir, epochs=cfg.pretrain_epochs, batch_size=cfg.pretrain_batch_size,
-        learning_rate=cfg.pretrain_learning_rate, lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size,
-        loss=cfg.loss, input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, save_every_steps=0,
-        summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
-        inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
+        **where, **augment_settings(cfg), train_dir=train_dir, epochs=cfg.pretrain_epochs,
+        batch_size=cfg.pretrain_batch_size, learning_rate=cfg.pretrain_learning_rate,
+        lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size, loss=cfg.loss,
+        input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, save_every_steps=0, summary_every_steps=100,
+        projector_images=0, intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads,
+        precision=cfg.precision)
 
 
-def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples):
-    _, trainable, fine_tune, cache = METHODS[method]
-    epochs, eval_every = schedule(cfg, num_examples)
+def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, image_shape=(28, 28, 1),
+                    labels_per_class=None):
+    """The TransferConfig of one run. Supervised runs train max_steps; semi-supervised ones --semi_epochs passes
+    over the unlabelled images with transfer_classify's semi-supervised recipe. Methods "+ augmentation" and
+    semi-supervised runs augment as a semi-supervised run's weak view does (the experiment's flags, else shifts of
+    1/8 of the side); the others as the experiment's flags say."""
+    m = EVERY_METHOD[method]
+    settings = augment_settings(cfg)
+    if m.augment:
+        aug = semi_supervised.augmentation(cfg, image_shape)
+        settings = dict(zip(settings, aug))  # Augmentation lists AugmentConfig's fields in their order
+    if m.semi is not None:
+        recipe = dict(semi_supervised=True, epochs=cfg.semi_epochs, unlabeled_batch_size=cfg.unlabeled_batch_size,
+                      eval_every_epochs=max(1, cfg.semi_epochs // cfg.validations), **m.semi)
+    else:
+        epochs, eval_every = schedule(cfg, num_examples)
+        recipe = dict(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+                      cache_features=m.cache and not any(settings.values()), eval_every_epochs=eval_every,
+                      restore_scopes="conv1,conv2" if m.pretrained_on else None)
     return TransferConfig(
-        train_dir=train_dir, checkpoint_path=checkpoint, restore_scopes="conv1,conv2", trainable_scopes=trainable,
-        epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate, lr_schedule=cfg.lr_schedule,
-        restored_lr_multiplier=cfg.restored_lr_multiplier if fine_tune else 1.0, cache_features=cache,
-        eval_every_epochs=eval_every, patience=cfg.patience, seed=seed, keep_checkpoints=1, save_every_steps=0,
-        summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
+        **data_settings(cfg), **settings, **recipe, train_dir=train_dir,
+        checkpoint_path=checkpoint if m.pretrained_on else None, trainable_scopes=m.trainable_scopes,
+        lr_schedule=cfg.lr_schedule, restored_lr_multiplier=cfg.restored_lr_multiplier if m.fine_tune else 1.0,
+        labels_per_class=labels_per_class, patience=cfg.patience, seed=seed, keep_checkpoints=1,
+        save_every_steps=0, summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
         inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
+
+
+def budgets(cfg):
+    """The label budgets: images (--budgets) or, with --labels_per_class, images of each class (or 'all')."""
+    if cfg.labels_per_class:
+        return parse_ints(cfg.labels_per_class, "labels_per_class", words=(ALL,))
+    return parse_ints(cfg.budgets, "budgets")
 
 
 def runs(cfg):
     """Every (method, budget, seed) the config asks for, in the order they run."""
-    budgets = parse_ints(cfg.budgets, "budgets")
-    cross = set(parse_ints(cfg.cross_domain_budgets, "cross_domain_budgets"))
-    return [(method, budget, seed) for budget in budgets for seed in range(cfg.seeds) for method in METHODS
-            if not method.startswith("cross") or budget in cross]
+    every = budgets(cfg)
+    cross = set() if cfg.image_dir else set(parse_ints(cfg.cross_domain_budgets, "cross_domain_budgets"))
+    semi = set(parse_ints(cfg.semi_budgets, "semi_budgets", words=(ALL,))) if cfg.semi_budgets else set()
+    ablation = set(parse_ints(cfg.ablation_budget, "ablation_budget", words=(ALL,))) if cfg.ablation_budget else set()
+    unit = "--labels_per_class" if cfg.labels_per_class else "--budgets"
+    for flag, asked in ("semi_budgets", semi), ("ablation_budget", ablation):
+        if asked and not cfg.labels_per_class:
+            raise UserError(f"--{flag} needs --labels_per_class: a semi-supervised run takes the first N labels "
+                            f"of each class and every training image unlabelled")
+        if asked - set(every):
+            missing = ",".join(map(str, sorted(asked - set(every), key=str)))
+            raise UserError(f"--{flag}: {missing} is not one of the budgets of {unit}={','.join(map(str, every))}")
+    plan = []
+    for budget in every:
+        methods = [m for m in METHODS if not m.startswith("cross") or budget in cross]
+        methods += [m for m in SEMI_METHODS if budget in semi]
+        methods += [m for m in ABLATION if budget in ablation and m not in methods]
+        plan += [(method, budget, seed) for seed in range(cfg.seeds) for method in methods]
+    return plan
 
 
 WORK_DIR_MARK = ".cae-experiment"  # in every work_dir this command made: only such a directory is ever emptied
@@ -116,8 +203,17 @@ def reset_work_dir(work_dir):
     open(os.path.join(work_dir, WORK_DIR_MARK), "w").close()
 
 
+def load_target(cfg):
+    """The classified data: --image_dir's folder, or --dataset."""
+    if cfg.image_dir:
+        return data.load_image_dir(cfg.image_dir, cfg.image_size, cfg.color_mode, cfg.validation_percentage,
+                                   cfg.testing_percentage)
+    return data.load(cfg.data_dir, dataset=cfg.dataset)
+
+
 def run(cfg, command=None):
-    """Pretrain on both domains, train every run, write the report; returns the list of result dicts."""
+    """Pretrain on both domains (a folder: on its own training images only), train every run, write the report;
+    returns the list of result dicts."""
     if cfg.quick:
         cfg = quick_settings(cfg)
     plan = runs(cfg)
@@ -126,29 +222,40 @@ def run(cfg, command=None):
     check_work_dir(cfg.work_dir)
     cfg = precision_this_cpu_runs(cfg)
     start = time.time()
-    other = OTHER_DATASET[cfg.dataset]
-    target = data.load(cfg.data_dir, dataset=cfg.dataset)
-    source = {"source": target, "other": data.load(cfg.other_data_dir, dataset=other)}
+    target = load_target(cfg)
     if cfg.quick:
         target = shrink(target, 400, 200, 500)
-        source = {"source": target, "other": shrink(source["other"], 400, 200, 500)}
+    source = {"source": target}
+    if any(METHODS.get(method, METHODS["scratch"]).pretrained_on == "other" for method, _, _ in plan):
+        other = OTHER_DATASET[cfg.dataset]
+        source["other"] = data.load(cfg.other_data_dir, dataset=other)
+        if cfg.quick:
+            source["other"] = shrink(source["other"], 400, 200, 500)
+    augment.check_channels(augment.from_config(cfg), target.image_shape)
     reset_work_dir(cfg.work_dir)
     checkpoints, pretrain_metrics = {}, {}
     for name, datasets in source.items():
-        pcfg = pretrain_config(cfg, cfg.dataset if name == "source" else other, os.path.join(cfg.work_dir, name))
-        logging.info("pretraining on %s", pcfg.dataset)
-        pretrain_metrics[pcfg.dataset] = pretrain.pretrain(pcfg, datasets)
+        dataset = None if cfg.image_dir else cfg.dataset if name == "source" else OTHER_DATASET[cfg.dataset]
+        pcfg = pretrain_config(cfg, dataset, os.path.join(cfg.work_dir, name))
+        logging.info("pretraining on %s", dataset or cfg.image_dir)
+        pretrain_metrics[dataset or os.path.basename(os.path.normpath(cfg.image_dir))] = pretrain.pretrain(
+            pcfg, datasets)
         checkpoints[name] = pcfg.train_dir
     results = []
     for method, budget, seed in plan:
-        split = labelled_subset(target.train, budget, seed)
-        pretrained_on = METHODS[method][0]
-        tcfg = transfer_config(cfg, method, checkpoints.get(pretrained_on), os.path.join(
-            cfg.work_dir, "runs", f"{method.replace(' ', '_')}-{budget}-{seed}"), seed, len(split.labels))
-        metrics = transfer.transfer(tcfg, target._replace(train=split))
+        per_class = None if not cfg.labels_per_class or budget == ALL else budget
+        given = target if cfg.labels_per_class else target._replace(train=labelled_subset(target.train, budget,
+                                                                                            seed))
+        count = (per_class * len(target.class_names) if per_class else len(given.train.labels))
+        tcfg = transfer_config(cfg, method, checkpoints.get(EVERY_METHOD[method].pretrained_on), os.path.join(
+            cfg.work_dir, "runs", f"{method.replace(' ', '_').replace(',', '')}-{budget}-{seed}"), seed, count,
+            target.image_shape, per_class)
+        metrics = transfer.transfer(tcfg, given)
         results.append(dict(metrics, method=method, budget=budget, seed=seed))
-        logging.info("%s, %d labels, seed %d: test accuracy %.4f", method, budget, seed, metrics["test_accuracy"])
+        logging.info("%s, %s labels%s, seed %d: test accuracy %.4f", method, budget,
+                     " per class" if cfg.labels_per_class else "", seed, metrics["test_accuracy"])
     wall = time.time() - start
+    results.sort(key=lambda r: list(EVERY_METHOD).index(r["method"]))  # stable: budgets and seeds keep their order
     from cae.measure import label_budget_report  # matplotlib is imported only when a report is written
     label_budget_report.write(cfg, results, pretrain_metrics, wall, machine(), command)
     return results

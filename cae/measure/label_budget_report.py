@@ -9,6 +9,20 @@ import numpy as np
 from cae.errors import UserError
 
 OTHER = {"mnist": "Fashion-MNIST", "fashion_mnist": "MNIST"}
+METHOD_NOTES = {
+    "scratch + augmentation": "every layer trained from random weights, on augmented batches (the semi-supervised "
+                              "run's weak view)",
+    "semi-supervised": "transfer_classify --semi_supervised from the autoencoder (its defaults: the reconstruction "
+                       "loss, FixMatch and Mean Teacher on every training image, labels ignored; the EMA teacher "
+                       "tested)",
+    "fine-tuned + augmentation": "fine-tuned on augmented batches",
+    "semi-supervised, reconstruction only": "--semi_supervised with --fixmatch_weight=0 --consistency_weight=0",
+}
+
+
+def budget_order(budget):
+    """Budgets in increasing order, 'all' last."""
+    return (1, 0) if isinstance(budget, str) else (0, budget)
 
 
 def summarize(results):
@@ -23,16 +37,18 @@ def summarize(results):
             for method, by_budget in groups.items()}
 
 
-def table(summary):
+def table(summary, per_class=False):
     """Markdown: one row per budget, one column per method, cells 'mean +/- std' in percent."""
     methods = list(summary)
-    budgets = sorted({b for m in summary.values() for b in m})
-    lines = ["| labels | " + " | ".join(methods) + " |", "|---:|" + "---:|" * len(methods)]
+    budgets = sorted({b for m in summary.values() for b in m}, key=budget_order)
+    unit = "labels per class (labels)" if per_class else "labels"
+    lines = [f"| {unit} | " + " | ".join(methods) + " |", "|---:|" + "---:|" * len(methods)]
     for budget in budgets:
         used = next(s[budget][3] for s in summary.values() if budget in s)
         cells = [f"{100 * s[budget][0]:.2f} +/- {100 * s[budget][1]:.2f}" if budget in s else "-"
                  for s in summary.values()]
-        label = f"{budget}" if used == budget else f"{budget} (all {used})"
+        label = (f"{budget}" if used == budget else f"{budget} ({used})" if per_class or budget == "all" else
+                 f"{budget} (all {used})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
@@ -44,10 +60,29 @@ def gains(summary, baseline="scratch"):
     methods = [m for m in summary if m != baseline]
     lines = ["| labels | " + " | ".join(f"{m} - {baseline}" for m in methods) + " |",
              "|---:|" + "---:|" * len(methods)]
-    for budget, base in sorted(summary[baseline].items()):
+    for budget, base in sorted(summary[baseline].items(), key=lambda item: budget_order(item[0])):
         cells = [f"{100 * (summary[m][budget][0] - base[0]):+.2f}" if budget in summary[m] else "-"
                  for m in methods]
         lines.append(f"| {budget} | " + " | ".join(cells) + " |")
+    return lines
+
+
+AUGMENTED_SUPERVISED = ("scratch + augmentation", "fine-tuned + augmentation")
+
+
+def semi_gains(summary):
+    """Markdown: at each budget where it ran, the semi-supervised run's mean against the best supervised run with
+    the same augmentation (the issue's test of whether the unlabelled images pay)."""
+    if "semi-supervised" not in summary:
+        return []
+    lines = ["| labels | semi-supervised | best supervised, same augmentation | gain (points) |",
+             "|---:|---:|---|---:|"]
+    for budget, semi in sorted(summary["semi-supervised"].items(), key=lambda item: budget_order(item[0])):
+        rivals = [(summary[m][budget][0], m) for m in AUGMENTED_SUPERVISED if budget in summary.get(m, {})]
+        if rivals:
+            best, name = max(rivals)
+            lines.append(f"| {budget} | {100 * semi[0]:.2f} | {name}: {100 * best:.2f} | "
+                         f"{100 * (semi[0] - best):+.2f} |")
     return lines
 
 
@@ -58,7 +93,7 @@ def plot(summary, path, title):
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(figsize=(7, 4.5), dpi=100)
     for method, by_budget in summary.items():
-        budgets = sorted(by_budget)
+        budgets = sorted(by_budget, key=budget_order)
         axes.errorbar([by_budget[b][3] for b in budgets], [100 * by_budget[b][0] for b in budgets],
                       yerr=[100 * by_budget[b][1] for b in budgets], marker="o", capsize=3, label=method)
     axes.set_xscale("log")
@@ -83,36 +118,47 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
         raise UserError(f"--report_dir={cfg.report_dir}: cannot create it ({e})") from None
     summary = summarize(results)
     png = os.path.join(cfg.report_dir, "label_budget.png")
-    plot(summary, png, f"{cfg.dataset}: test accuracy vs labels ({cfg.seeds} seeds, mean +/- std)")
+    name = os.path.basename(os.path.normpath(cfg.image_dir)) if cfg.image_dir else cfg.dataset
+    plot(summary, png, f"{name}: test accuracy vs labels ({cfg.seeds} seeds, mean +/- std)")
     settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                 if f.name not in ("data_dir", "other_data_dir", "work_dir", "report_dir")}
+    per_class = bool(cfg.labels_per_class)
+    subsets = ("Each run trains on the first N labelled images of each class of the training split, in "
+               + ("the folder's hash order (the same images for every seed; seeds change the initial weights and "
+                  "the batches)" if cfg.image_dir else "an order drawn from its seed") + "; 'all': every one. "
+               if per_class else
+               "Each run trains on a labelled subset drawn at random per seed from the training split (all of it "
+               "when the budget is larger" + ("" if cfg.image_dir else ": the validation split, the last 5,000 of "
+                                              "the 60,000 training images, is held out") + "). ")
+    notes = [f"{method}: {METHOD_NOTES[method]}" for method in summary if method in METHOD_NOTES]
     lines = [
         "# Label-budget experiment",
         "",
-        f"Test accuracy (%) on {cfg.dataset}, mean +/- std over {cfg.seeds} seeds"
+        f"Test accuracy (%) on {name}, mean +/- std over {cfg.seeds} seeds"
         + (" (**quick mode**: tiny data, not a result)" if cfg.quick else "") + ".",
         "",
-        *table(summary),
+        *table(summary, per_class),
         "",
         "Gain over training from scratch (percentage points of mean test accuracy):",
         "",
         *gains(summary),
         "",
+        *([*semi_gains(summary), ""] if "semi-supervised" in summary else []),
         "![accuracy vs labels](label_budget.png)",
         "",
-        "Each run trains on a labelled subset drawn at random per seed from the training split (all of it when "
-        "the budget is larger: the validation split, the last 5,000 of the 60,000 training images, is held "
-        "out). "
+        subsets
         + ("Runs stop early on validation accuracy; the test set is evaluated once per run, with the "
            "best-validation weights. " if cfg.patience else
            "Each run trains its whole learning-rate schedule; the test set is evaluated once per run, at its end. ")
         + "frozen: pretrained conv1/conv2 frozen, fc1/logits trained on cached conv2 features; fine-tuned: every "
-        "layer trained, the pretrained convs at learning_rate x restored_lr_multiplier; cross-domain: the "
-        f"autoencoder was pretrained on {OTHER[cfg.dataset]} instead.",
+        "layer trained, the pretrained convs at learning_rate x restored_lr_multiplier"
+        + (f"; cross-domain: the autoencoder was pretrained on {OTHER[cfg.dataset]} instead"
+           if any(method.startswith("cross") for method in summary) else "") + "." + "".join(f" {note}." for note in notes),
         "",
         "## Settings",
         "",
-        *([f"Command: `CAE_DATA_DIR=/path/to/mnist {command}`", ""] if command else []),
+        *([f"Command: `{command}`" if cfg.image_dir else f"Command: `CAE_DATA_DIR=/path/to/mnist {command}`", ""]
+          if command else []),
         *[f"- `{k}`: {v}" for k, v in settings.items()],
         "",
         "Pretraining: " + "; ".join(f"{name}: test reconstruction loss ({m['loss']}) "
@@ -120,7 +166,8 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
                                     for name, m in pretrain_metrics.items()),
         "",
         "Mean wall time per run (s): " + "; ".join(
-            f"{method} " + ", ".join(f"{b}: {v[4]:.1f}" for b, v in sorted(s.items()))
+            f"{method} " + ", ".join(f"{b}: {v[4]:.1f}" for b, v in sorted(s.items(),
+                                                                          key=lambda item: budget_order(item[0])))
             for method, s in summary.items()),
         "",
         f"Total wall time: {wall_time_s / 60:.1f} min on {machine}.",
