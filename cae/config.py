@@ -268,6 +268,10 @@ class TransferConfig(RunConfig):
                                     check=NON_NEGATIVE)
     fixmatch_threshold: float = option(0.95, "With --semi_supervised: the teacher's probability a pseudo-label "
                                              "needs.", check=UNIT_INTERVAL)
+    distribution_alignment: bool = option(False, "With --semi_supervised: scale the teacher's class "
+                                                 "probabilities by the labelled class frequencies over its own "
+                                                 "running mean prediction (ReMixMatch), against a collapse onto "
+                                                 "a few classes.")
     consistency_weight: float = option(1.0, "With --semi_supervised: weight of the Mean Teacher loss, the squared "
                                             "distance between the student's and the teacher's class probabilities.",
                                        check=NON_NEGATIVE)

@@ -154,6 +154,8 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
     with v1.name_scope("TEACHER"):
         teacher = _classifier_with(averages, weak, num_classes, image_shape, cfg.filters, cfg.batch_norm)
         targets = tf.stop_gradient(teacher.probabilities)
+    if cfg.distribution_alignment:
+        targets = align_distribution(targets, batches.labels, num_classes)
     ramp = sigmoid_ramp(global_step, round(cfg.unlabeled_ramp_up * total_steps))
     terms["train/ramp"] = ramp
     if cfg.fixmatch_weight:
@@ -175,6 +177,26 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
 
     evaluated = _classifier_with(averages, batches.images, num_classes, image_shape, cfg.filters, cfg.batch_norm)
     return Graph(evaluated, student_logits, total, terms, averages)
+
+
+ALIGNMENT_MOMENTUM = 0.99  # the running class distributions follow about the last 100 steps
+
+
+def align_distribution(probabilities, labels, num_classes):
+    """The teacher's class probabilities of the unlabelled batch, each multiplied by the labelled images' class
+    frequency over the teacher's mean prediction and renormalized (ReMixMatch's distribution alignment, Berthelot
+    et al. 2020): a class the teacher calls too often is damped, so early mistakes cannot grow into a collapse
+    onto a few classes. Both distributions are running means over the steps, in non-trainable variables
+    (checkpointed, so a resumed run aligns as an uninterrupted one)."""
+    with v1.variable_scope("distribution_alignment"):
+        def running_mean(name, batch_mean):
+            mean = v1.get_variable(name, [num_classes], initializer=v1.constant_initializer(1.0 / num_classes),
+                                   trainable=False)
+            return v1.assign(mean, ALIGNMENT_MOMENTUM * mean + (1.0 - ALIGNMENT_MOMENTUM) * batch_mean)
+        labelled = running_mean("labelled_classes", tf.reduce_mean(tf.one_hot(labels, num_classes), axis=0))
+        predicted = running_mean("teacher_classes", tf.reduce_mean(probabilities, axis=0))
+        aligned = probabilities * (labelled / predicted)
+        return tf.stop_gradient(aligned / tf.reduce_sum(aligned, axis=1, keepdims=True), name="aligned")
 
 
 def teacher_update(train_op, graph, variables, decay, global_step):

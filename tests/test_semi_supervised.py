@@ -68,6 +68,25 @@ def test_hue_and_saturation_change_colours_keep_gray_and_brightness_and_need_col
         run_augment(images[:, :64], augment.Augmentation(hue=10), step=0, image_shape=(8, 8, 1))
 
 
+def test_distribution_alignment_damps_the_class_the_teacher_calls_too_often():
+    from cae import semi_supervised
+    teacher = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4]], np.float32)  # calls class 0 for 77% of the mass
+    labels = np.array([0, 1, 1])  # while the labelled images are 1/3 class 0
+    with tf.Graph().as_default(), v1.Session() as sess:
+        aligned = semi_supervised.align_distribution(tf.constant(teacher), tf.constant(labels), 2)
+        sess.run(v1.global_variables_initializer())
+        first = sess.run(aligned)
+        for _ in range(1000):  # the running means settle on the batch's
+            last = sess.run(aligned)
+        means = sess.run({v.op.name: v for v in v1.global_variables()})
+    np.testing.assert_allclose(means["distribution_alignment/labelled_classes"], [1 / 3, 2 / 3], atol=1e-4)
+    np.testing.assert_allclose(means["distribution_alignment/teacher_classes"], teacher.mean(0), atol=1e-4)
+    expected = teacher * (np.array([1 / 3, 2 / 3]) / teacher.mean(0))
+    np.testing.assert_allclose(last, expected / expected.sum(1, keepdims=True), rtol=1e-3)
+    np.testing.assert_allclose(first.sum(1), 1.0, rtol=1e-6)
+    assert last[:, 0].mean() < 0.5 < teacher[:, 0].mean()  # the overcalled class is damped
+
+
 def test_flips_are_exact_mirrors_and_cutout_is_a_gray_square(mnist):
     images = mnist.test.images[:64]
     flipped = run_augment(images, augment.Augmentation(flip_left_right=True), step=0)
