@@ -115,9 +115,9 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
                            report_dir=str(tmp_path / "reports"))
     results = label_budget.run(cfg, command="python scripts/experiment.py --image_dir=photos")
     methods = ["scratch", "frozen", "fine-tuned", "scratch + augmentation", "fine-tuned + augmentation",
-               "semi-supervised, reconstruction only", "semi-supervised"]  # no cross-domain methods for a folder
-    assert list(dict.fromkeys(r["method"] for r in results)) == methods
-    assert len(results) == 2 * (7 + 3)  # seeds x (every method at 2 labels a class + the three at 'all')
+               "semi-supervised, reconstruction only", "semi-supervised", "semi-supervised from scratch"]
+    assert list(dict.fromkeys(r["method"] for r in results)) == methods  # no cross-domain methods for a folder
+    assert len(results) == 2 * (8 + 3)  # seeds x (every method at 2 labels a class + the three at 'all')
     train_size = {r["num_labels"] for r in results if r["budget"] == "all"}
     assert {r["num_labels"] for r in results if r["budget"] == 2} == {2 * 3} and train_size.pop() > 60
     # The augmented methods take the experiment's augmentation; the ablation drops the consistency terms.
@@ -126,7 +126,13 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
     assert semi.semi_supervised and semi.random_hue == 180 and semi.fixmatch_weight == semi.consistency_weight == 0
     assert semi.epochs == 2 and semi.labels_per_class == 2 and semi.reconstruction_weight == 1
     plain = label_budget.transfer_config(cfg, "scratch", None, "/tmp/t", 0, 6, (16, 16, 3), labels_per_class=2)
-    assert plain.checkpoint_path is None and not plain.semi_supervised and plain.random_hue == 180
+    assert plain.checkpoint_path is None and not plain.semi_supervised and not plain.augmenting
+    augmented = label_budget.transfer_config(cfg, "scratch + augmentation", None, "/tmp/t", 0, 6, (16, 16, 3))
+    assert augmented.random_hue == 180 and augmented.random_translate == 0  # the flags given, nothing else
+    scratch = label_budget.transfer_config(cfg, "semi-supervised from scratch", "/tmp/p", "/tmp/t", 0, 6)
+    assert scratch.checkpoint_path is None and scratch.reconstruction_weight == 0 and scratch.semi_supervised
+    default = label_budget.transfer_config(ExperimentConfig(), "scratch + augmentation", None, "/tmp/t", 0, 6)
+    assert default.random_translate == 28 / 8 and not default.flip_left_right  # the weak view of a digit
     report = open(tmp_path / "reports" / "label_budget.md").read()
     assert "| labels per class (labels) | " + " | ".join(methods) + " |" in report
     assert re.search(r"\| all \(\d+\) \|", report) and "| 2 (6) |" in report

@@ -40,11 +40,13 @@ METHODS = {
     "cross-domain frozen": Method("other", transfer.FROZEN_HEAD_SCOPES, False, True),
     "cross-domain fine-tuned": Method("other", transfer.ALL_SCOPES, True, False),
 }
-# At --semi_budgets: the semi-supervised run from the autoencoder, and the best supervised run with its
-# augmentation (the issue's fair comparison: what the unlabelled images add beyond augmentation).
+# At --semi_budgets: the semi-supervised run from the autoencoder, its fair baseline (scratch with the same
+# augmentation: what the unlabelled images add beyond augmentation), and the same run without the autoencoder.
 SEMI_METHODS = {
     "scratch + augmentation": Method(None, transfer.ALL_SCOPES, False, False, augment=True),
     "semi-supervised": Method("source", None, False, False, augment=True, semi={}),
+    "semi-supervised from scratch": Method(None, None, False, False, augment=True,
+                                           semi=dict(reconstruction_weight=0.0)),
 }
 # At --ablation_budget, one piece at a time: the autoencoder's initialization alone ("fine-tuned"), + augmentation,
 # + the reconstruction loss on the unlabelled images, + consistency (FixMatch and Mean Teacher: "semi-supervised").
@@ -55,8 +57,10 @@ ABLATION = {
                                                    semi=dict(fixmatch_weight=0.0, consistency_weight=0.0)),
     "semi-supervised": SEMI_METHODS["semi-supervised"],
 }
-EVERY_METHOD = {**METHODS, "scratch + augmentation": SEMI_METHODS["scratch + augmentation"], **ABLATION}  # in the
-# report's column order: the supervised methods, then what the semi-supervised run adds piece by piece
+# In the report's column order: the supervised methods, what the semi-supervised run adds piece by piece, and
+# the semi-supervised run without the autoencoder.
+EVERY_METHOD = {**METHODS, "scratch + augmentation": SEMI_METHODS["scratch + augmentation"], **ABLATION,
+                "semi-supervised from scratch": SEMI_METHODS["semi-supervised from scratch"]}
 OTHER_DATASET = {"mnist": "fashion_mnist", "fashion_mnist": "mnist"}
 ALL = "all"  # a --labels_per_class budget: every training label
 
@@ -131,9 +135,9 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, imag
     """The TransferConfig of one run. Supervised runs train max_steps; semi-supervised ones --semi_epochs passes
     over the unlabelled images with transfer_classify's semi-supervised recipe. Methods "+ augmentation" and
     semi-supervised runs augment as a semi-supervised run's weak view does (the experiment's flags, else shifts of
-    1/8 of the side); the others as the experiment's flags say."""
+    1/8 of the side); the others do not augment."""
     m = EVERY_METHOD[method]
-    settings = augment_settings(cfg)
+    settings = {name: type(value)() for name, value in augment_settings(cfg).items()}  # no augmentation
     if m.augment:
         aug = semi_supervised.augmentation(cfg, image_shape)
         settings = dict(zip(settings, aug))  # Augmentation lists AugmentConfig's fields in their order

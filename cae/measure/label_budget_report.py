@@ -15,6 +15,8 @@ METHOD_NOTES = {
     "semi-supervised": "transfer_classify --semi_supervised from the autoencoder (its defaults: the reconstruction "
                        "loss, FixMatch and Mean Teacher on every training image, labels ignored; the EMA teacher "
                        "tested)",
+    "semi-supervised from scratch": "--semi_supervised without the autoencoder (random initial weights, "
+                                    "--reconstruction_weight=0)",
     "fine-tuned + augmentation": "fine-tuned on augmented batches",
     "semi-supervised, reconstruction only": "--semi_supervised with --fixmatch_weight=0 --consistency_weight=0",
 }
