@@ -211,6 +211,9 @@ class PretrainConfig(RunConfig):
                        choices=LOSSES)
     input_noise: float = option(0.0, "Denoising: stddev of Gaussian noise added to the encoder input (0: plain "
                                      "autoencoder).")
+    input_cutout: float = option(0.0, "Inpainting: side, as a fraction of the image's, of a gray square cut out of "
+                                      "the encoder's input at a random place in every training image; the loss "
+                                      "still compares with the whole image (0: none).", check=UNIT_INTERVAL)
     max_train_examples: int = option(None, "Train on the first N training images only (quick runs and tests).",
                                      check=at_least(1))
 

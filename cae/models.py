@@ -124,11 +124,12 @@ def encoder(images, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS, batch_norm
 
 
 def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape=MNIST_SHAPE,
-                filters=ENCODER_FILTERS, batch_norm=False, training=False):
+                filters=ENCODER_FILTERS, batch_norm=False, training=False, corrupt=None):
     """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 ... dconvN (sigmoid).
 
     ``input_noise`` > 0 makes it a denoising autoencoder: the encoder sees the images plus Gaussian noise of that
-    standard deviation (clipped to [0, 1]), the loss still compares with the clean images.
+    standard deviation (clipped to [0, 1]), the loss still compares with the clean images. ``corrupt`` (images ->
+    images), when given, corrupts the encoder's input further (a cutout: an inpainting autoencoder).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -136,6 +137,8 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape
     if input_noise:
         with v1.name_scope("NOISE"):
             encoder_input = tf.clip_by_value(images + v1.random_normal(tf.shape(images), stddev=input_noise), 0., 1.)
+    if corrupt is not None:
+        encoder_input = corrupt(encoder_input)
     convs = encoder(encoder_input, image_shape, filters, batch_norm, training)
     latent, deconvs, logits, reconstruction = decoder(convs[-1], latent_size, image_shape, filters)
     loss_tensor = reconstruction_loss(images, logits, reconstruction, loss)

@@ -12,6 +12,9 @@ v1 = tf.compat.v1
 
 
 
+CUTOUT_STREAM = 3  # cae.augment.step_seed's stream of --input_cutout (0: the augmentation)
+
+
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
     """The autoencoder with its optimizer, summaries and Saver, in a new graph: a training_run.TrainGraph."""
     graph = tf.Graph()
@@ -21,8 +24,13 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
                                  augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
         training = models.training_mode() if cfg.batch_norm else False
+        corrupt = None
+        if cfg.input_cutout:  # a new square at every step, as the augmentation draws (resumes draw alike)
+            step = v1.train.get_or_create_global_step()
+            corrupt = lambda images: augment.cutout(images, image_shape, cfg.input_cutout,  # noqa: E731
+                                                    augment.step_seed(cfg.seed, step, CUTOUT_STREAM))
         model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
-                                   cfg.filters, cfg.batch_norm, training)
+                                   cfg.filters, cfg.batch_norm, training, corrupt)
         model_variables = models.model_variables()
         trained = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()

@@ -1,9 +1,11 @@
 import re
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from cae import models, restore
+from cae import models, pretrain, restore
+from cae.config import PretrainConfig
 from cae.errors import UserError
 
 AUTOENCODER_SHAPES = {
@@ -82,3 +84,31 @@ def test_scope_that_matches_nothing_or_bad_regex_is_a_user_error():
             restore.select(variables, "conv1,conv3", "restore_scopes")
         with pytest.raises(UserError, match="--trainable_scopes: 'fc1\\(' is not a valid regular expression"):
             restore.select(variables, "fc1(", "trainable_scopes")
+
+
+def test_input_cutout_hides_a_square_from_the_encoder_and_not_from_the_loss():
+    """--input_cutout: the encoder of pretraining sees gray 0.5 in a square, a new one every step; the
+    reconstruction loss compares the reconstruction with the whole image."""
+    images = np.random.RandomState(0).rand(16, 784).astype(np.float32)
+    seen = {}
+    for fraction in 0.0, 0.5:
+        g = pretrain.build_graph(PretrainConfig(input_cutout=fraction, train_dir="unused"), total_steps=10)
+        conv1 = next(op for op in g.graph.get_operations()
+                     if op.type == "Conv2D" and op.name.split("/")[-2] == "conv1")
+        with g.graph.as_default(), tf.compat.v1.Session() as sess:
+            sess.run(g.init)
+            feed = {g.model.images: images}
+            encoder_input, reconstruction, loss = sess.run([conv1.inputs[0], g.model.reconstruction, g.model.loss],
+                                                           feed)
+            sess.run(tf.compat.v1.assign(g.global_step, 1))
+            seen[fraction] = encoder_input.reshape(16, 784), sess.run(conv1.inputs[0], feed).reshape(16, 784)
+        eps = 1e-7
+        clipped = np.clip(reconstruction, eps, 1 - eps)
+        by_hand = -np.mean(images * np.log(clipped) + (1 - images) * np.log(1 - clipped))
+        np.testing.assert_allclose(loss, by_hand, rtol=1e-4)  # against the whole, clean images (mean per pixel)
+    np.testing.assert_array_equal(seen[0.0][0], images)
+    np.testing.assert_array_equal(seen[0.0][0], seen[0.0][1])
+    cut, next_step = seen[0.5]
+    hidden = cut != images
+    assert (cut[hidden] == 0.5).all() and hidden.any(axis=1).all()  # every image lost a gray square
+    assert 0.05 < hidden.mean() < 0.3 and not np.array_equal(cut, next_step)  # about a quarter; new each step
