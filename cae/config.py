@@ -413,6 +413,7 @@ class ExperimentConfig(AugmentConfig):
     latent_size: int = same_as(PretrainConfig, "latent_size")
     loss: str = same_as(PretrainConfig, "loss")
     input_noise: float = replace_default(PretrainConfig, "input_noise", 0.3)
+    input_cutout: float = same_as(PretrainConfig, "input_cutout")
     # Classifier training: transfer_classify's one-cycle recipe, each run its whole schedule (one-cycle ends at its
     # best; early stopping in the high-rate middle would cut runs short), tested once at the end
     batch_size: int = option(RECIPE.batch_size, "Images per classifier training step.")

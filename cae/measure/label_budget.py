@@ -125,9 +125,9 @@ def pretrain_config(cfg, dataset, train_dir):
         **where, **augment_settings(cfg), train_dir=train_dir, epochs=cfg.pretrain_epochs,
         batch_size=cfg.pretrain_batch_size, learning_rate=cfg.pretrain_learning_rate,
         lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size, loss=cfg.loss,
-        input_noise=cfg.input_noise, seed=0, keep_checkpoints=1, save_every_steps=0, summary_every_steps=100,
-        projector_images=0, intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads,
-        precision=cfg.precision)
+        input_noise=cfg.input_noise, input_cutout=cfg.input_cutout, seed=0, keep_checkpoints=1, save_every_steps=0,
+        summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
+        inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
 
 
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, image_shape=(28, 28, 1),

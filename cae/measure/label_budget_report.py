@@ -155,7 +155,8 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
         + "frozen: pretrained conv1/conv2 frozen, fc1/logits trained on cached conv2 features; fine-tuned: every "
         "layer trained, the pretrained convs at learning_rate x restored_lr_multiplier"
         + (f"; cross-domain: the autoencoder was pretrained on {OTHER[cfg.dataset]} instead"
-           if any(method.startswith("cross") for method in summary) else "") + "." + "".join(f" {note}." for note in notes),
+           if any(method.startswith("cross") for method in summary) else "") + "."
+        + "".join(f" {note}." for note in notes),
         "",
         "## Settings",
         "",
