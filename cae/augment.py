@@ -57,11 +57,19 @@ class Augmentation(NamedTuple):
         return bool(self.hue or self.saturation)
 
 
+# The cae.config.AugmentConfig field (flag) of each Augmentation field, in Augmentation's order.
+FLAGS = ("random_translate", "random_crop", "random_scale", "flip_left_right", "flip_up_down", "random_rotate",
+         "random_brightness", "random_contrast", "random_hue", "random_saturation")
+
+
 def from_config(cfg):
     """The Augmentation of a cae.config.AugmentConfig (its random_* and flip_* fields)."""
-    return Augmentation(cfg.random_translate, cfg.random_crop, cfg.random_scale, cfg.flip_left_right,
-                        cfg.flip_up_down, cfg.random_rotate, cfg.random_brightness, cfg.random_contrast, cfg.random_hue,
-                        cfg.random_saturation)
+    return Augmentation(*(getattr(cfg, flag) for flag in FLAGS))
+
+
+def flags(aug):
+    """The AugmentConfig settings (flag name -> value) that ask for ``aug``."""
+    return dict(zip(FLAGS, aug))
 
 
 def step_seed(seed, global_step, stream=0):

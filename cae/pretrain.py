@@ -10,9 +10,19 @@ from cae import training_run
 
 v1 = tf.compat.v1
 
-
-
 CUTOUT_STREAM = 3  # cae.augment.step_seed's stream of --input_cutout (0: the augmentation)
+
+
+def input_cutout(cfg, image_shape):
+    """--input_cutout's corruption of the encoder's input (None without it): a new square at every step, drawn as
+    the augmentation is, so a resumed run hides the same squares."""
+    if not cfg.input_cutout:
+        return None
+    step = v1.train.get_or_create_global_step()
+
+    def corrupt(images):
+        return augment.cutout(images, image_shape, cfg.input_cutout, augment.step_seed(cfg.seed, step, CUTOUT_STREAM))
+    return corrupt
 
 
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
@@ -24,13 +34,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
                                  augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
         training = models.training_mode() if cfg.batch_norm else False
-        corrupt = None
-        if cfg.input_cutout:  # a new square at every step, as the augmentation draws (resumes draw alike)
-            step = v1.train.get_or_create_global_step()
-            corrupt = lambda images: augment.cutout(images, image_shape, cfg.input_cutout,  # noqa: E731
-                                                    augment.step_seed(cfg.seed, step, CUTOUT_STREAM))
         model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
-                                   cfg.filters, cfg.batch_norm, training, corrupt)
+                                   cfg.filters, cfg.batch_norm, training, input_cutout(cfg, image_shape))
         model_variables = models.model_variables()
         trained = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from cae import augment, data, pretrain, restore, semi_supervised, session, train, transfer
-from cae.config import AugmentConfig, PretrainConfig, TransferConfig
+from cae.config import PretrainConfig, TransferConfig
 from cae.errors import UserError
 
 class Method(NamedTuple):
@@ -112,17 +112,12 @@ def data_settings(cfg):
     return dict(dataset=cfg.dataset)
 
 
-def augment_settings(cfg):
-    """The experiment's own augmentation flags (AugmentConfig's fields), as given."""
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(AugmentConfig)}
-
-
 def pretrain_config(cfg, dataset, train_dir):
     """The autoencoder of ``dataset`` (a built-in name, or None for --image_dir), with the experiment's
     augmentation flags."""
     where = data_settings(cfg) if dataset is None else dict(dataset=dataset)
     return PretrainConfig(
-        **where, **augment_settings(cfg), train_dir=train_dir, epochs=cfg.pretrain_epochs,
+        **where, **augment.flags(augment.from_config(cfg)), train_dir=train_dir, epochs=cfg.pretrain_epochs,
         batch_size=cfg.pretrain_batch_size, learning_rate=cfg.pretrain_learning_rate,
         lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size, loss=cfg.loss,
         input_noise=cfg.input_noise, input_cutout=cfg.input_cutout, seed=0, keep_checkpoints=1, save_every_steps=0,
@@ -137,10 +132,8 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, imag
     semi-supervised runs augment as a semi-supervised run's weak view does (the experiment's flags, else shifts of
     1/8 of the side); the others do not augment."""
     m = EVERY_METHOD[method]
-    settings = {name: type(value)() for name, value in augment_settings(cfg).items()}  # no augmentation
-    if m.augment:
-        aug = semi_supervised.augmentation(cfg, image_shape)
-        settings = dict(zip(settings, aug))  # Augmentation lists AugmentConfig's fields in their order
+    settings = augment.flags(semi_supervised.augmentation(cfg, image_shape) if m.augment else
+                             augment.Augmentation())
     if m.semi is not None:
         recipe = dict(semi_supervised=True, epochs=cfg.semi_epochs, unlabeled_batch_size=cfg.unlabeled_batch_size,
                       eval_every_epochs=max(1, cfg.semi_epochs // cfg.validations), **m.semi)
@@ -230,7 +223,7 @@ def run(cfg, command=None):
     if cfg.quick:
         target = shrink(target, 400, 200, 500)
     source = {"source": target}
-    if any(METHODS.get(method, METHODS["scratch"]).pretrained_on == "other" for method, _, _ in plan):
+    if any(EVERY_METHOD[method].pretrained_on == "other" for method, _, _ in plan):
         other = OTHER_DATASET[cfg.dataset]
         source["other"] = data.load(cfg.other_data_dir, dataset=other)
         if cfg.quick:

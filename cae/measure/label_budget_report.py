@@ -23,8 +23,13 @@ METHOD_NOTES = {
 
 
 def budget_order(budget):
-    """Budgets in increasing order, 'all' last."""
+    """Budgets in increasing order, 'all' (the one word a budget can be) last."""
     return (1, 0) if isinstance(budget, str) else (0, budget)
+
+
+def by_budget(values):
+    """The (budget, value) items of ``values`` in budget_order."""
+    return sorted(values.items(), key=lambda item: budget_order(item[0]))
 
 
 def summarize(results):
@@ -49,7 +54,7 @@ def table(summary, per_class=False):
         used = next(s[budget][3] for s in summary.values() if budget in s)
         cells = [f"{100 * s[budget][0]:.2f} +/- {100 * s[budget][1]:.2f}" if budget in s else "-"
                  for s in summary.values()]
-        label = (f"{budget}" if used == budget else f"{budget} ({used})" if per_class or budget == "all" else
+        label = (f"{budget}" if used == budget else f"{budget} ({used})" if per_class or isinstance(budget, str) else
                  f"{budget} (all {used})")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -62,7 +67,7 @@ def gains(summary, baseline="scratch"):
     methods = [m for m in summary if m != baseline]
     lines = ["| labels | " + " | ".join(f"{m} - {baseline}" for m in methods) + " |",
              "|---:|" + "---:|" * len(methods)]
-    for budget, base in sorted(summary[baseline].items(), key=lambda item: budget_order(item[0])):
+    for budget, base in by_budget(summary[baseline]):
         cells = [f"{100 * (summary[m][budget][0] - base[0]):+.2f}" if budget in summary[m] else "-"
                  for m in methods]
         lines.append(f"| {budget} | " + " | ".join(cells) + " |")
@@ -79,7 +84,7 @@ def semi_gains(summary):
         return []
     lines = ["| labels | semi-supervised | best supervised, same augmentation | gain (points) |",
              "|---:|---:|---|---:|"]
-    for budget, semi in sorted(summary["semi-supervised"].items(), key=lambda item: budget_order(item[0])):
+    for budget, semi in by_budget(summary["semi-supervised"]):
         rivals = [(summary[m][budget][0], m) for m in AUGMENTED_SUPERVISED if budget in summary.get(m, {})]
         if rivals:
             best, name = max(rivals)
@@ -169,8 +174,7 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
                                     for name, m in pretrain_metrics.items()),
         "",
         "Mean wall time per run (s): " + "; ".join(
-            f"{method} " + ", ".join(f"{b}: {v[4]:.1f}" for b, v in sorted(s.items(),
-                                                                          key=lambda item: budget_order(item[0])))
+            f"{method} " + ", ".join(f"{b}: {v[4]:.1f}" for b, v in by_budget(s))
             for method, s in summary.items()),
         "",
         f"Total wall time: {wall_time_s / 60:.1f} min on {machine}.",
