@@ -8,6 +8,7 @@ import time
 import numpy as np
 from absl import logging
 
+from cae import data
 from cae.errors import UserError
 
 
@@ -53,7 +54,7 @@ def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progr
     start = last_log = time.monotonic()
     for begin in range(0, len(images), batch_size):
         end = min(begin + batch_size, len(images))
-        output[begin:end] = sess.run(tensor, {images_placeholder: images[begin:end]})
+        output[begin:end] = sess.run(tensor, {images_placeholder: data.as_float(images[begin:end])})
         now = time.monotonic()
         if log_progress and (now - last_log >= interval or end == len(images)):
             last_log = now

@@ -4,14 +4,16 @@ Both answer ``start(sess, split, orders, batch_size)`` (before training on the e
 ``train_feed(split, indices)`` (the feed_dict of one training step) and ``feed(split, indices)`` (the feed_dict of
 one evaluation batch), so the training loop and ``train.evaluate``/``train.predict`` take either.
 
-``Input``: training batches gathered from in-memory arrays by a stream of example indices, one initializable
-iterator. The model reads ``IMAGE_IN`` (and ``LABELS``), each a ``placeholder_with_default`` over the iterator's
+``Input``: training batches gathered by a stream of example indices, one initializable iterator. Its one Python
+step (``tf.numpy_function``) takes each batch's rows from the split's images, wherever they are (an array, or an
+image folder's RowFile, which reads them from disk: memory is set by the batch and the prefetch buffer of one
+batch, never by the number of images), and scales pixels to float32 [0, 1] there. The model reads ``IMAGE_IN`` (and ``LABELS``), each a ``placeholder_with_default`` over the iterator's
 output, so training steps run without a feed_dict while evaluation, inference and export feed the placeholders (a
 fed placeholder cuts the iterator out of that run, so it needs no initialization and keeps its place).
 
 The order is an index permutation per epoch (``train.epoch_order``, a pure function of seed and epoch) rather than
-``Dataset.shuffle``: a resumed run sees the same batches as an uninterrupted one, and no shuffle buffer holds a
-second copy of the images. One start of the iterator takes many epochs' orders, each cut into its own batches:
+``Dataset.shuffle``: a resumed run sees the same batches as an uninterrupted one, every image is equally likely at
+every place of an epoch (a shuffle buffer over a file would mix only neighbours), and no buffer holds images. One start of the iterator takes many epochs' orders, each cut into its own batches:
 restarting it costs about 10 ms, as much as a step, which doubled the time of runs on a few hundred images.
 
 Augmentation (cae.augment) is applied to the iterator's batch below IMAGE_IN, so it touches training batches only.
@@ -32,7 +34,7 @@ v1 = tf.compat.v1
 
 
 def _feed(images, labels, split, indices):
-    feed = {images: split.images[indices]}
+    feed = {images: data.as_float(split.images[indices])}
     if labels is not None:
         feed[labels] = split.labels[indices]
     return feed
@@ -47,12 +49,14 @@ def batch_rows(orders, batch_size):
 
 
 class Input(NamedTuple):
-    """The tf.data pipeline of a graph: ``images``/``labels`` are IMAGE_IN/LABELS; ``sources`` the placeholders
-    ``start`` feeds once per (re)start: the split's arrays and the batches' index rows."""
+    """The tf.data pipeline of a graph: ``images``/``labels`` are IMAGE_IN/LABELS; ``rows`` the placeholders of
+    the batches' index rows ``start`` feeds once per (re)start, and ``held`` the splits the iterator reads from
+    (set by ``start``: each graph's own)."""
     images: tf.Tensor
     labels: tf.Tensor  # None for a graph without labels (the autoencoder)
     initializer: tf.Operation
-    sources: dict
+    rows: dict
+    held: dict
 
     unlabeled: tf.Tensor = None  # UNLABELED_IN, the unlabelled batch of a semi-supervised graph
 
@@ -62,15 +66,14 @@ class Input(NamedTuple):
         graph's ``split`` is a Streams: ``orders`` index its unlabelled images, and its labelled batches follow."""
         rows = batch_rows(orders, batch_size)
         if self.unlabeled is None:
-            feed = {self.sources["images"]: split.images, self.sources["rows"]: rows}
-            if self.labels is not None:
-                feed[self.sources["labels"]] = split.labels
+            self.held.update(train=split)
+            feed = {self.rows["train"]: rows}
         else:
             labelled = split.labelled
-            feed = {self.sources["unlabeled"]: split.images, self.sources["rows"]: rows,
-                    self.sources["images"]: labelled.images, self.sources["labels"]: labelled.labels,
-                    self.sources["labelled_rows"]: train.cycled_rows(len(labelled.images), split.labelled_batch_size,
-                                                                     first_step, len(rows), split.seed)}
+            self.held.update(train=labelled, unlabeled=split.images)
+            feed = {self.rows["unlabeled"]: rows,
+                    self.rows["train"]: train.cycled_rows(len(labelled.images), split.labelled_batch_size,
+                                                             first_step, len(rows), split.seed)}
         sess.run(self.initializer, feed)
 
     def train_feed(self, split, indices):
@@ -114,9 +117,26 @@ class Streams(NamedTuple):
     seed: int
 
 
-def _gather(arrays, row):
-    indices = tf.boolean_mask(row, row >= 0)
-    return {name: tf.gather(array, indices) for name, array in arrays.items()}
+def _batch(held, name, row, with_labels):
+    """The rows ``row`` (-1 pads it) of the held split ``name``: float32 images [, int64 labels]."""
+    indices = row[row >= 0]
+    if name == "unlabeled":
+        return data.as_float(held[name][indices])
+    split = held[name]
+    images = data.as_float(split.images[indices])
+    return (images, split.labels[indices]) if with_labels else images
+
+
+def _read(held, name, row, num_pixels, with_labels):
+    """A batch as tensors, read by Python: from an array or a RowFile alike (see the module docstring)."""
+    types = [tf.float32, tf.int64] if with_labels else tf.float32
+    batch = tf.numpy_function(lambda r: _batch(held, name, r, with_labels), [row], types, name=f"read_{name}")
+    images, labels = batch if with_labels else (batch, None)
+    images.set_shape([None, num_pixels])
+    if not with_labels:
+        return {"images": images}
+    labels.set_shape([None])
+    return {"images": images, "labels": labels}
 
 
 def build(num_pixels, with_labels=True, augment=None, unlabeled=False):
@@ -125,20 +145,22 @@ def build(num_pixels, with_labels=True, augment=None, unlabeled=False):
     ``augment(images) -> images`` (cae.augment) is applied to each training batch under IMAGE_IN; with
     ``unlabeled`` the iterator also brings an unlabelled batch, UNLABELED_IN (not augmented here: its views are
     the semi-supervised graph's)."""
+    held = {}
     with v1.name_scope("INPUT"):
-        arrays = {"images": v1.placeholder(tf.float32, [None, num_pixels], name="all_images")}
-        if with_labels:
-            arrays["labels"] = v1.placeholder(tf.int64, [None], name="all_labels")
-        rows = v1.placeholder(tf.int64, [None, None], name="batch_rows")  # see batch_rows: -1 pads a row
-        sources = dict(arrays, rows=rows)
+        rows = {"train": v1.placeholder(tf.int64, [None, None], name="batch_rows")}  # see batch_rows: -1 pads
         if not unlabeled:
-            dataset = tf.data.Dataset.from_tensor_slices(rows).map(lambda row: _gather(arrays, row))
+            dataset = tf.data.Dataset.from_tensor_slices(rows["train"]).map(
+                lambda row: _read(held, "train", row, num_pixels, with_labels))
         else:
-            pool = {"unlabeled": v1.placeholder(tf.float32, [None, num_pixels], name="all_unlabeled_images")}
-            labelled_rows = v1.placeholder(tf.int64, [None, None], name="labelled_batch_rows")
-            sources.update(pool, labelled_rows=labelled_rows)
-            dataset = (tf.data.Dataset.from_tensor_slices((rows, labelled_rows))
-                       .map(lambda row, labelled_row: dict(_gather(pool, row), **_gather(arrays, labelled_row))))
+            rows["unlabeled"], rows["train"] = rows["train"], v1.placeholder(
+                tf.int64, [None, None], name="labelled_batch_rows")
+
+            def both(row, labelled_row):
+                batch = _read(held, "train", labelled_row, num_pixels, True)
+                batch["unlabeled"] = _read(held, "unlabeled", row, num_pixels, False)["images"]
+                return batch
+
+            dataset = tf.data.Dataset.from_tensor_slices((rows["unlabeled"], rows["train"])).map(both)
         iterator = v1.data.make_initializable_iterator(dataset.prefetch(1).with_options(_fixed_threads()))
         batch = iterator.get_next()
         train_images = augment(batch["images"]) if augment else batch["images"]
@@ -146,4 +168,4 @@ def build(num_pixels, with_labels=True, augment=None, unlabeled=False):
     labels = v1.placeholder_with_default(batch["labels"], [None], name="LABELS") if with_labels else None
     unlabeled_images = (v1.placeholder_with_default(batch["unlabeled"], [None, num_pixels], name="UNLABELED_IN")
                         if unlabeled else None)
-    return Input(images, labels, iterator.initializer, sources, unlabeled_images)
+    return Input(images, labels, iterator.initializer, rows, held, unlabeled_images)

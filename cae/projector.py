@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins import projector
 
-from cae import restore
+from cae import data, restore
 from cae.models import MNIST_SHAPE
 from cae.errors import UserError
 from cae.summaries import encode_png
@@ -44,7 +44,7 @@ def subset(split, count, flag="projector_images", image_shape=MNIST_SHAPE):
     if not 0 <= count <= largest:
         raise UserError(f"--{flag}={count}: expected 0 (no projector) to {largest} (the test set has "
                         f"{len(split.labels)} images)")
-    return split.images[:count], split.labels[:count]
+    return data.as_float(split.images[:count]), split.labels[:count]
 
 
 class Embedding(NamedTuple):

@@ -10,13 +10,15 @@ written last. A workflow supplies only what differs, as TF-Slim's train script s
 
 import contextlib
 import os
+import resource
+import sys
 import time
 from typing import Callable, NamedTuple
 
 import tensorflow as tf
 from absl import logging
 
-from cae import model_info, pipeline, progress, projector, session, summaries, train, train_dir
+from cae import data, model_info, pipeline, progress, projector, session, summaries, train, train_dir
 
 v1 = tf.compat.v1
 
@@ -119,11 +121,17 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         steps = step - first_step
         metrics.update(steps=step, wall_time_s=wall, images_per_s=steps * batch_size / wall if wall > 0 else 0.0,
                        epoch_time_s=wall * train.steps_per_epoch(len(splits.train.images), batch_size)
-                       / max(1, steps))
+                       / max(1, steps), peak_rss_mb=peak_rss_mb())
         if prepare_batches:
             metrics["cache_time_s"] = prepare_time
         train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
     return metrics
+
+
+def peak_rss_mb():
+    """This process's peak resident memory so far, in MiB (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10)
 
 
 LOG_FILE = "log.txt"  # absl's full records (time, thread, file:line) of every run in the train_dir, appended
@@ -143,5 +151,5 @@ def _log_file(path):
 
 def write_epoch_summary(current, g, images, step):
     """The per-epoch histograms and images, on a fixed batch of ``images`` (the first validation images)."""
-    batch = {g.model.images: images[:summaries.EPOCH_BATCH]}
+    batch = {g.model.images: data.as_float(images[:summaries.EPOCH_BATCH])}
     summaries.add(current.writer, current.sess.run(g.epoch_summary, batch), step)

@@ -184,7 +184,7 @@ def load_data(cfg, datasets=None):
         unlabeled = datasets.train.images
         if cfg.unlabeled_dir:
             more = data.folders.load_unlabeled(cfg.unlabeled_dir, datasets.image_shape, cfg.skip_bad_images)
-            unlabeled = np.concatenate([unlabeled, more])
+            unlabeled = data.concatenate(unlabeled, more)
     return datasets._replace(train=labelled), unlabeled
 
 

@@ -42,6 +42,7 @@ def test_pretrain_then_transfer_on_real_mnist(tmp_path, mnist_dir):
     assert metrics["steps"] == 2 * 108  # 55,000 images in batches of 512
     assert metrics["test_accuracy"] > 0.95, metrics
     assert {"test_loss", "wall_time_s", "images_per_s", "cache_time_s"} <= set(metrics)  # cached by default
+    assert 100 < metrics["peak_rss_mb"] < 24 * 1024  # TensorFlow alone takes a few hundred MiB; MiB, not KiB
     assert "caching the output of the frozen layers (conv2)" in out.stderr
 
 

@@ -55,11 +55,11 @@ def load(root, **options):
 
 def values_of(split):
     """The gray value of each constant gray image of a split, in order."""
-    return [int(v) for v in np.rint(split.images[:, 0] * 255)]
+    return [int(v) for v in split.images[:, 0]]
 
 
 def all_rows(datasets):
-    return np.concatenate([s.images for s in datasets.splits().values()])
+    return np.concatenate([data.as_float(s.images) for s in datasets.splits().values()])
 
 
 def snapshot(directory):
@@ -67,7 +67,7 @@ def snapshot(directory):
                   for root, _, files in os.walk(directory) for f in files)
 
 
-def test_classes_are_sorted_folders_and_arrays_are_flat_aligned_floats(tmp_path):
+def test_classes_are_sorted_folders_and_images_are_flat_uint8_rows_read_from_the_cache(tmp_path):
     values = make_folder(tmp_path / "img", {"zebra": 10, "ant": 12, "moth": 8})
     ds = load(tmp_path / "img")
     assert ds.class_names == ("ant", "moth", "zebra") and ds.num_classes == 3
@@ -75,11 +75,14 @@ def test_classes_are_sorted_folders_and_arrays_are_flat_aligned_floats(tmp_path)
     label_of_value = {v: ds.class_names.index(p.split("/")[0]) for p, v in values.items()}
     seen = []
     for name, split in ds.splits().items():
-        assert split.images.dtype == np.float32 and split.images.shape == (len(split.labels), 64), name
-        assert split.labels.dtype == np.int64 and split.images.ctypes.data % 64 == 0
+        assert isinstance(split.images, data.rows.RowFile) and split.images.dtype == np.uint8, name
+        assert split.images.shape == (len(split.labels), 64) and split.labels.dtype == np.int64
         assert len(split.labels) > 0
-        assert 0 <= split.images.min() and split.images.max() <= 1
-        np.testing.assert_array_equal(split.images, split.images[:, :1].repeat(64, axis=1))  # constant images
+        pixels = np.asarray(split.images)
+        np.testing.assert_array_equal(pixels, pixels[:, :1].repeat(64, axis=1))  # constant images
+        floats = data.as_float(split.images)
+        assert floats.dtype == np.float32 and floats.ctypes.data % 64 == 0
+        np.testing.assert_array_equal(floats, pixels.astype(np.float32) / 255)
         assert split.labels.tolist() == [label_of_value[v] for v in values_of(split)]
         seen += values_of(split)
     assert sorted(seen) == sorted(values.values())  # every image once
@@ -233,7 +236,6 @@ def test_num_labels_takes_the_first_of_the_hash_order(tmp_path):
     np.testing.assert_array_equal(few.train.labels, full.train.labels[:6])
     assert len(set(few.train.labels.tolist())) >= 2
     np.testing.assert_array_equal(few.test.images, full.test.images)
-    assert few.train.images.ctypes.data % 64 == 0
     with pytest.raises(UserError, match=f"--max_train_examples=500: expected 1 to {len(full.train.labels)}$"):
         load(tmp_path / "img", num_labels=500, limit_flag="max_train_examples")
 
@@ -280,13 +282,19 @@ def test_cache_is_used_the_second_time_and_rebuilt_when_a_file_changes(tmp_path,
 
 def test_corrupt_cache_is_ignored_and_rebuilt(tmp_path, private_cache, caplog):
     make_folder(tmp_path / "img", {"a": 10, "b": 10})
-    first = load(tmp_path / "img")
-    (entry,) = private_cache.iterdir()
-    entry.write_bytes(b"PK\x03\x04 garbage")
+    first = np.asarray(load(tmp_path / "img").train.images)
+    entry, pixels = sorted(private_cache.iterdir())  # <key>.npz, <key>.pixels
+    assert entry.suffix == ".npz" and pixels.suffix == ".pixels" and pixels.stat().st_size == 20 * 64
     caplog.set_level(logging.INFO)
-    again = load(tmp_path / "img")
-    assert "ignoring the unreadable image cache" in caplog.text and "wrote 20 decoded images" in caplog.text
-    np.testing.assert_array_equal(first.train.images, again.train.images)
+    for damage in (lambda: entry.write_bytes(b"PK\x03\x04 garbage"),
+                   lambda: pixels.write_bytes(pixels.read_bytes()[:-1]),  # a truncated pixel file
+                   pixels.unlink):
+        damage()
+        caplog.clear()
+        again = load(tmp_path / "img")
+        assert "ignoring the unreadable image cache" in caplog.text and "wrote 20 decoded images" in caplog.text
+        np.testing.assert_array_equal(first, again.train.images)
+        assert sorted(p.name for p in private_cache.iterdir()) == [entry.name, pixels.name]  # no temporary left
     caplog.clear()
     load(tmp_path / "img", cache_dir=str(tmp_path / "elsewhere"))
     assert str(tmp_path / "elsewhere") in caplog.text

@@ -125,3 +125,29 @@ def test_evaluation_feeds_the_graph_and_leaves_the_training_stream_in_place(tmp_
 def test_batch_rows_cut_each_order_on_its_own():
     rows = pipeline.batch_rows([np.array([5, 6, 7]), np.array([], np.int64), np.array([1, 2, 3, 4, 0])], 2)
     np.testing.assert_array_equal(rows, [[5, 6], [7, -1], [1, 2], [3, 4], [0, -1]])
+
+
+def test_pixels_on_disk_give_the_batches_of_the_same_images_in_memory(tmp_path, mnist):
+    """MNIST's pixels written to a RowFile (as an image folder's cache holds them) train on exactly the batches,
+    bit for bit, of the float32 arrays: the pipeline scales them as data.to_float does, and reads only the batch."""
+    pixels = np.rint(mnist.train.images[:3000] * 255).astype(np.uint8)
+    np.testing.assert_array_equal(data.to_float(pixels), mnist.train.images[:3000])  # MNIST is k / 255 exactly
+    path = tmp_path / "rows.pixels"
+    pixels.tofile(path)
+    on_disk = data.rows.RowFile(str(path), (28, 28, 1))[np.arange(1000, 3000)]  # a view: nothing read
+    in_memory = data.Split(mnist.train.images[1000:3000], mnist.train.labels[1000:3000])
+    assert on_disk.shape == (2000, 784) and len(on_disk[::2]) == 1000
+    np.testing.assert_array_equal(np.asarray(on_disk[[5, 0]]), pixels[[1005, 1000]])
+    np.testing.assert_array_equal(on_disk[:, 300], pixels[1000:, 300])
+    cfg = TransferConfig(train_dir=str(tmp_path))
+    g = build_classifier(cfg, total_steps=100)
+    orders = [train.epoch_order(2000, 0, seed=1)[:320]]
+    losses = {}
+    with v1.Session(graph=g.graph) as sess:
+        sess.run(g.init)  # the same weights for both: the loss is fetched, never trained
+        for name, split in (("memory", in_memory), ("disk", data.Split(on_disk, in_memory.labels))):
+            g.input.start(sess, split, orders, 64)
+            losses[name] = [sess.run([g.model.images, g.metrics["loss"]]) for _ in range(5)]
+    for (images, loss), (disk_images, disk_loss) in zip(losses["memory"], losses["disk"]):
+        np.testing.assert_array_equal(images, disk_images)
+        assert loss == disk_loss

@@ -1,5 +1,10 @@
 """Image data behind one type: ``Datasets(train, validation, test, image_shape, class_names)`` of ``Split(images,
-labels)``, images float32 [N, H*W*C] in [0, 1] (row-major HWC, 64-byte aligned), labels int64 [N].
+labels)``, images [N, H*W*C] (row-major HWC), labels int64 [N].
+
+Images are what their source holds: float32 in [0, 1] (MNIST), or uint8 0-255 (an image folder: a
+``cae.data.rows.RowFile`` that reads its rows from the decode cache's file a batch at a time, so a folder never
+has to fit in memory). Indexing images with a slice or index array gives images (a RowFile gives a view, nothing
+read); ``as_float`` turns a batch of them into what the models take, float32 in [0, 1], where it is fed.
 
 Sources, one module each:
 
@@ -28,7 +33,7 @@ DIGIT_NAMES = tuple(str(d) for d in range(NUM_CLASSES))
 
 SPLITS = ("train", "validation", "test")
 
-Split = collections.namedtuple("Split", ["images", "labels"])  # float32 [N, H*W*C] in [0, 1]; int64 [N]
+Split = collections.namedtuple("Split", ["images", "labels"])  # [N, H*W*C] float32 in [0, 1] or uint8; int64 [N]
 
 
 class Datasets(NamedTuple):
@@ -65,9 +70,8 @@ def to_float(pixels, alignment=64):
     """uint8 pixels -> float32 in [0, 1]: the scale every model here is trained and fed on.
 
     The result lies in a buffer aligned to ``alignment`` bytes: TensorFlow feeds an aligned array without copying
-    it (Eigen's alignment, 64 bytes with AVX-512), which keeps a second copy of the training set out of the tf.data
-    pipeline. An MNIST image row is 3,136 = 49 x 64 bytes, and any row of S x S x C float32 values with S a
-    multiple of 4 is a multiple of 64 bytes, so slices of whole rows (validation, --num_labels) stay aligned.
+    it (Eigen's alignment, 64 bytes with AVX-512). An MNIST image row is 3,136 = 49 x 64 bytes, and any row of
+    S x S x C float32 values with S a multiple of 4 is a multiple of 64 bytes, so slices of whole rows stay aligned.
     """
     size = pixels.size * np.dtype(np.float32).itemsize
     raw = np.empty(size + alignment, np.uint8)
@@ -77,8 +81,24 @@ def to_float(pixels, alignment=64):
     return scaled
 
 
+def as_float(images):
+    """A batch of images (float32 in [0, 1], uint8, a RowFile: read here) as float32 in [0, 1]."""
+    if images.dtype == np.uint8:
+        return to_float(np.asarray(images))
+    if images.dtype != np.float32:
+        raise TypeError(f"images of {images.dtype}: expected uint8 pixels or float32 in [0, 1]")
+    return images
+
+
+def concatenate(first, second):
+    """Two sets of images as one array: uint8 where both are pixels (a RowFile is read), else float32."""
+    if first.dtype == second.dtype == np.uint8:
+        return np.concatenate([np.asarray(first), np.asarray(second)])
+    return np.concatenate([as_float(first), as_float(second)])
+
+
 # The sources need the types above, so they come after them.
-from cae.data import cache, folders, idx, splits  # noqa: E402
+from cae.data import cache, folders, idx, rows, splits  # noqa: E402
 from cae.data.folders import IMAGE_EXTENSIONS, load_image_dir  # noqa: E402
 from cae.data.idx import (  # noqa: E402
     DATASETS, FASHION_MNIST_CLASS_NAMES, FASHION_MNIST_MIRRORS, FASHION_MNIST_SHA256, FASHION_MNIST_SYSTEM_DIR,
@@ -103,8 +123,8 @@ def from_config(cfg, labelled=True, limit=None, limit_flag="num_labels"):
 
 
 __all__ = [
-    "IMAGE_SIZE", "NUM_PIXELS", "NUM_CLASSES", "DIGIT_NAMES", "SPLITS", "Split", "Datasets", "to_float",
-    "cache", "folders", "idx", "splits", "IMAGE_EXTENSIONS", "load_image_dir",
+    "IMAGE_SIZE", "NUM_PIXELS", "NUM_CLASSES", "DIGIT_NAMES", "SPLITS", "Split", "Datasets", "to_float", "as_float",
+    "concatenate", "cache", "folders", "idx", "rows", "splits", "IMAGE_EXTENSIONS", "load_image_dir",
     "DATASETS", "FASHION_MNIST_CLASS_NAMES", "FASHION_MNIST_MIRRORS", "FASHION_MNIST_SHA256",
     "FASHION_MNIST_SYSTEM_DIR", "FILES", "MNIST_MIRRORS", "MNIST_SHA256", "SHARED_MNIST_DIR", "VALIDATION_SIZE",
     "Source", "default_cache_dir", "download", "ensure_files", "file_names", "load", "load_split", "read_idx_gz",

@@ -42,7 +42,8 @@ import numpy as np
 from absl import logging
 from PIL import Image, ImageOps
 
-from cae.data import SPLITS, Datasets, Split, cache, splits, to_float
+from cae.data import SPLITS, Datasets, Split, cache, splits
+from cae.data.rows import RowFile
 from cae.errors import UserError
 from cae.progress import format_duration
 
@@ -69,7 +70,8 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
                    workers=None, pool_threshold=POOL_THRESHOLD):
     """Train/validation/test ``Datasets`` of the images in ``image_dir`` (see the module docstring).
 
-    Images are float32 [N, S*S*C] in [0, 1] (row-major HWC), ``image_shape`` (S, S, C), ``class_names`` the class
+    Images are uint8 rows [N, S*S*C] (row-major HWC), read from the cache's file a batch at a time (a
+    cae.data.rows.RowFile; an array in memory where the cache cannot be written), ``image_shape`` (S, S, C), ``class_names`` the class
     folders. Splits are stable per file (``cae.data.splits``); ``num_labels`` keeps the first N training images of
     their hash order. Undecodable files raise a UserError naming the first, or with ``skip_bad_images`` are
     skipped with one warning. ``cache_dir`` overrides ``cae.data.cache.default_dir()``; ``workers`` (default: one
@@ -92,12 +94,12 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
     cached = cache.read(cache_path, paths)
     if cached is not None:
         logging.info("read %d decoded images from cache %s", len(cached["paths"]), cache_path)
-        pixels, good, bad, errors = cached["pixels"], cached["paths"], cached["bad_paths"], cached["bad_errors"]
+        images, good, bad, errors = cached["pixels"], cached["paths"], cached["bad_paths"], cached["bad_errors"]
+        image_shape = images.image_shape
     else:
-        pixels, good, bad, errors = decode_images(image_dir, paths, image_size, color_mode,
-                                                  stop_at_bad=not skip_bad_images, workers=workers,
-                                                  pool_threshold=pool_threshold,
-                                                  total_bytes=sum(size for _, size, _ in entries))
+        images, image_shape, good, bad, errors = _decode_into_cache(
+            cache_path, image_dir, paths, image_size, color_mode, stop_at_bad=not skip_bad_images, workers=workers,
+            pool_threshold=pool_threshold, total_bytes=sum(size for _, size, _ in entries))
     _report_bad(image_dir, bad, errors, skip_bad_images)
     labels = _labels(good, class_names, labelled)
     chosen = splits.hash_split(good, validation_percentage, testing_percentage)
@@ -108,9 +110,9 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
                 if count == 0:
                     raise UserError(f"{os.path.join(image_dir, name)}: class folder holds no decodable images")
         _check_splits(image_dir, chosen, len(good), validation_percentage, testing_percentage)
-    if cached is None:
-        cache.write(cache_path, pixels, labels, good, bad, errors, class_names, pixels.shape[1],
-                    "rgb" if pixels.shape[3] == 3 else "grayscale")
+    if cached is None and isinstance(images, RowFile):
+        cache.write(cache_path, images, labels, good, bad, errors, class_names, image_shape[0],
+                    "rgb" if image_shape[2] == 3 else "grayscale")
     if labelled:
         counts = np.bincount(labels, minlength=len(class_names))
         few = [f"{name} ({count})" for name, count in zip(class_names, counts) if count < MIN_IMAGES_PER_CLASS]
@@ -121,24 +123,43 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
     if num_labels is not None:
         splits.check_limit(num_labels, len(chosen["train"]), limit_flag)
         chosen["train"] = chosen["train"][:num_labels]
-    rows = pixels.reshape(len(pixels), -1)
-    return Datasets(*(Split(to_float(rows[chosen[name]]), labels[chosen[name]]) for name in SPLITS),
-                    image_shape=tuple(int(d) for d in pixels.shape[1:]), class_names=tuple(class_names))
+    return Datasets(*(Split(images[chosen[name]], labels[chosen[name]]) for name in SPLITS),
+                    image_shape=tuple(int(d) for d in image_shape), class_names=tuple(class_names))
+
+
+def _decode_into_cache(cache_path, image_dir, paths, image_size, color_mode, **options):
+    """decode_images with the pixels written to the cache entry's file as they come (in memory where it cannot
+    be written); on any failure, nothing of the entry stays behind."""
+    writer = cache.PixelWriter.create(cache_path)
+    try:
+        result = decode_images(image_dir, paths, image_size, color_mode, writer=writer, **options)
+    except OSError as e:
+        if writer is None:
+            raise
+        writer.discard()
+        writer = None
+        logging.warning("could not write the image cache %s (%s): decoding into memory, and the next run decodes "
+                        "the images again", cache_path, e)
+        result = decode_images(image_dir, paths, image_size, color_mode, **options)
+    finally:
+        if writer is not None and writer.tmp is not None:  # not finished: a bad image stopped it, or an interrupt
+            writer.discard()
+    return result
 
 
 def load_unlabeled(image_dir, image_shape, skip_bad_images=False, flag="unlabeled_dir"):
-    """Every image below ``image_dir`` (any tree), resized and converted to ``image_shape`` (S, S, C): float32
-    [N, S*S*C] in [0, 1], in path order. Undecodable files raise a UserError naming the first, or with
+    """Every image below ``image_dir`` (any tree), resized and converted to ``image_shape`` (S, S, C): uint8 rows
+    [N, S*S*C] in memory, in path order. Undecodable files raise a UserError naming the first, or with
     ``skip_bad_images`` are skipped with one warning."""
     size, _, channels = image_shape
     _, paths = list_images(image_dir, labelled=False, flag=flag)
-    pixels, good, bad, errors = decode_images(image_dir, paths, size, "rgb" if channels == 3 else "grayscale",
-                                              stop_at_bad=not skip_bad_images)
+    rows, _, good, bad, errors = decode_images(image_dir, paths, size, "rgb" if channels == 3 else "grayscale",
+                                               stop_at_bad=not skip_bad_images)
     _report_bad(image_dir, bad, errors, skip_bad_images)
     if not good:
         raise UserError(f"--{flag}={image_dir}: no decodable images in it")
     logging.info("--%s: %d unlabelled images from %s", flag, len(good), image_dir)
-    return to_float(pixels.reshape(len(pixels), -1))
+    return rows
 
 
 def _report_bad(image_dir, bad, errors, skip_bad_images):
@@ -228,54 +249,87 @@ def _check_splits(image_dir, chosen, count, validation_percentage, testing_perce
 
 
 def decode_images(image_dir, paths, image_size=None, color_mode="auto", stop_at_bad=True, workers=None,
-                  pool_threshold=POOL_THRESHOLD, total_bytes=None):
-    """(uint8 pixels [N, S, S, C], decoded paths, undecodable paths, their errors) for ``paths`` in image_dir.
+                  pool_threshold=POOL_THRESHOLD, total_bytes=None, writer=None):
+    """(uint8 rows [N, S*S*C], (S, S, C), decoded paths, undecodable paths, their errors) for ``paths``.
 
-    ``image_size`` None probes every file's header first (see the module docstring). With ``stop_at_bad`` the
-    work stops at the first undecodable file (the caller raises), so a bad folder fails fast. Worker processes
-    start with "spawn", which runs the calling script's top level again: a script of yours that loads a large
-    folder needs the usual ``if __name__ == "__main__":`` guard (where they cannot start, this process decodes).
+    The rows are an array in memory, or with ``writer`` (a cae.data.cache.PixelWriter) a RowFile: each image goes
+    to the file as it is decoded, so memory does not grow with the folder. ``image_size`` None probes every
+    file's header first (see the module docstring). With ``stop_at_bad`` the work stops at the first undecodable
+    file (the caller raises; rows None), so a bad folder fails fast. Worker processes start with "spawn", which
+    runs the calling script's top level again: a script of yours that loads a large folder needs the usual
+    ``if __name__ == "__main__":`` guard (where they cannot start, this process decodes).
     """
     workers = (os.cpu_count() or 1) if workers is None else workers
     if total_bytes is None:
         total_bytes = sum(os.path.getsize(os.path.join(image_dir, path)) for path in paths)
+    sink = writer or _MemorySink()
     if workers > 1 and total_bytes > pool_threshold:
         executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=min(workers, len(paths)), mp_context=multiprocessing.get_context("spawn"))
         try:
-            return _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, executor, workers)
+            return _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, sink, executor, workers)
         except concurrent.futures.process.BrokenProcessPool:
             logging.warning("decoding %s in this process: worker processes could not start (a script that loads "
                             "a large folder needs an 'if __name__ == \"__main__\":' guard)", image_dir)
         finally:
             executor.shutdown(wait=True, cancel_futures=True)
-    return _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, None, 1)
+    return _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, sink, None, 1)
 
 
-def _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, executor, workers):
-    """decode_images's work, by ``executor``'s worker processes (or here when it is None)."""
+class _MemorySink:
+    """decode_images's pixels without a cache file: one array (a PixelWriter's interface)."""
+
+    def open(self, count, image_size, channels):
+        self.pixels = np.zeros((count, image_size, image_size, channels), np.uint8)
+
+    def put(self, slot, image):
+        self.pixels[slot] = image  # a gray [S, S, 1] image broadcasts to all three channels
+
+    def finish(self, slots, gray):
+        chosen = self.pixels[slots, :, :, :1] if gray else self.pixels[slots]
+        return chosen.reshape(len(chosen), -1)
+
+
+def _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, sink, executor, workers):
+    """decode_images's work, by ``executor``'s worker processes (or here when it is None), into ``sink``."""
     bad, errors = [], []
     if image_size is None:
-        sizes = _map(_probe_chunk, image_dir, paths, (), f"reading the image sizes in {image_dir}", executor,
-                     workers, stop_at_bad)
+        sizes = [None] * len(paths)
+        _map(_probe_chunk, image_dir, paths, (), f"reading the image sizes in {image_dir}", executor, workers,
+             stop_at_bad, lambda start, part: sizes.__setitem__(slice(start, start + len(part)), part))
         bad, errors = _errors(paths, sizes)
         if bad and stop_at_bad:
-            return None, [], bad, errors
+            return None, None, [], bad, errors
         image_size = _own_size([s for s in sizes if not isinstance(s, str)])
         paths = [p for p, s in zip(paths, sizes) if not isinstance(s, str)]
-    results = _map(_decode_chunk, image_dir, paths, (image_size, color_mode), f"decoding {image_dir}", executor,
-                   workers, stop_at_bad)
-    more_bad, more_errors = _errors(paths, results)
+    # "auto" knows whether any image has colour only at the end: its rows hold 3 channels until then (a gray
+    # folder's are cut to one by ``finish``).
+    channels = 1 if color_mode == "grayscale" else 3
+    sink.open(len(paths), image_size, channels)
+    decoded = np.zeros(len(paths), bool)
+    failures = {}  # slot -> Pillow's error
+    colour = [color_mode == "rgb"]
+
+    def put(start, part):
+        for slot, result in enumerate(part, start):
+            if isinstance(result, str):
+                failures[slot] = result
+            else:
+                sink.put(slot, result)
+                decoded[slot] = True
+                colour[0] = colour[0] or result.shape[2] == 3
+
+    _map(_decode_chunk, image_dir, paths, (image_size, color_mode), f"decoding {image_dir}", executor, workers,
+         stop_at_bad, put)
+    more_bad, more_errors = [paths[slot] for slot in sorted(failures)], [failures[s] for s in sorted(failures)]
     if more_bad and stop_at_bad:
-        return None, [], more_bad, more_errors
+        return None, None, [], more_bad, more_errors
     bad_errors = sorted(zip(bad + more_bad, errors + more_errors))
     bad, errors = [p for p, _ in bad_errors], [e for _, e in bad_errors]
-    arrays = [r for r in results if not isinstance(r, str)]
-    channels = 3 if color_mode == "rgb" or any(a.shape[2] == 3 for a in arrays) else 1
-    pixels = np.empty((len(arrays), image_size, image_size, channels), np.uint8)
-    for i, array in enumerate(arrays):
-        pixels[i] = array  # a gray [S, S, 1] image broadcasts to all three channels
-    return pixels, [p for p, r in zip(paths, results) if not isinstance(r, str)], bad, errors
+    slots = np.flatnonzero(decoded)
+    gray = channels == 3 and not colour[0]
+    rows = sink.finish(slots, gray)
+    return rows, (image_size, image_size, 1 if gray else channels), [paths[i] for i in slots], bad, errors
 
 
 def _errors(paths, results):
@@ -357,12 +411,12 @@ def _decode_chunk(image_dir, paths, image_size, color_mode):
     return results
 
 
-def _map(function, image_dir, paths, args, label, executor, workers, stop_at_bad):
-    """[function's result per path] (an error is a str), computed in chunks, with progress lines. With
-    ``stop_at_bad`` it stops after the first chunk holding an error; results not computed are None."""
-    results = [None] * len(paths)
+def _map(function, image_dir, paths, args, label, executor, workers, stop_at_bad, consume):
+    """``function`` over ``paths`` in chunks, with progress lines: ``consume(start, results)`` gets each chunk's
+    results (one per path; an error is a str) as it is done, and nothing keeps them after that. With
+    ``stop_at_bad`` it stops after the first chunk holding an error."""
     if not paths:
-        return results
+        return
     size = max(1, min(64, math.ceil(len(paths) / (4 * workers))))
     starts = range(0, len(paths), size)
     progress = _Progress(label, len(paths))
@@ -370,27 +424,26 @@ def _map(function, image_dir, paths, args, label, executor, workers, stop_at_bad
     if executor is None:
         for start in starts:
             part = function(image_dir, paths[start:start + size], *args)
-            results[start:start + len(part)] = part
+            consume(start, part)
             done += len(part)
             progress.update(done)
             if stop_at_bad and any(isinstance(r, str) for r in part):
-                return results
+                return
     else:
         futures = {executor.submit(function, image_dir, paths[start:start + size], *args): start
                    for start in starts}
         try:
             for future in concurrent.futures.as_completed(futures):
                 part = future.result()
-                results[futures[future]:futures[future] + len(part)] = part
+                consume(futures.pop(future), part)  # popped: the chunk's pixels are freed once written
                 done += len(part)
                 progress.update(done)
                 if stop_at_bad and any(isinstance(r, str) for r in part):
-                    return results
+                    return
         finally:
             for future in futures:
                 future.cancel()
     progress.update(done, force=True)
-    return results
 
 
 class _Progress:
