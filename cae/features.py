@@ -1,8 +1,14 @@
 """Outputs of frozen layers: which classifier tensor no training step can change, and computing it in batches.
 
 Used by ``--cache_features`` (train the head on features computed once) and by scripts/extract_features.py.
+
+Cached features are kept in memory up to IN_MEMORY_BYTES; more (a large folder's: 120,000 images of 64x64 give
+3.9 GB of conv2 features) go, as retrain.py's bottlenecks do, to disk: an unlinked file in the train_dir, read a
+batch at a time (cae.data.rows.RowFile), which disappears with the process however it ends.
 """
 
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -11,6 +17,7 @@ from absl import logging
 from cae import data
 from cae.errors import UserError
 
+IN_MEMORY_BYTES = 2 ** 30
 
 
 def _scope(variable):
@@ -47,25 +54,52 @@ def cache_point(model, restored, trained):
     return point
 
 
-def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=None, interval=5.0):
-    """``tensor`` evaluated on every image, in batches, into one preallocated float32 array [N, ...]; with
+def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=None, interval=5.0,
+            spill_dir=None):
+    """``tensor`` evaluated on every image, in batches, into one preallocated float32 array [N, ...] (with
+    ``spill_dir``, where that would exceed IN_MEMORY_BYTES, a RowFile [N, D] in an unlinked file there); with
     ``log_progress`` (a name for the log) a line every ``interval`` seconds and at the end says how far it is."""
-    output = np.empty([len(images)] + tensor.shape.as_list()[1:], np.float32)
+    row_shape = tensor.shape.as_list()[1:]
+    if spill_dir and len(images) * np.prod(row_shape) * 4 > IN_MEMORY_BYTES:
+        return _compute_to_file(sess, tensor, images_placeholder, images, batch_size, log_progress, interval,
+                                spill_dir)
+    output = np.empty([len(images)] + row_shape, np.float32)
+    for begin, end, values in _batches(sess, tensor, images_placeholder, images, batch_size, log_progress, interval):
+        output[begin:end] = values
+    return output
+
+
+def _compute_to_file(sess, tensor, images_placeholder, images, batch_size, log_progress, interval, directory):
+    fd, path = tempfile.mkstemp(dir=directory, prefix=".features-", suffix=".tmp")
+    os.unlink(path)  # the open descriptor keeps it: nothing stays behind, even after a kill
+    try:
+        for _, _, values in _batches(sess, tensor, images_placeholder, images, batch_size, log_progress, interval):
+            os.write(fd, np.ascontiguousarray(values, np.float32).tobytes())
+        logging.info("%s: features of %d images kept on disk (more than %d MiB)", log_progress or "features",
+                     len(images), IN_MEMORY_BYTES // 2 ** 20)
+        return data.rows.RowFile(path, tensor.shape.as_list()[1:], dtype=np.float32, fd=fd, flat=False)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _batches(sess, tensor, images_placeholder, images, batch_size, log_progress, interval):
+    """(begin, end, ``tensor`` on images[begin:end]) over all images, with the progress lines of ``compute``."""
     start = last_log = time.monotonic()
     for begin in range(0, len(images), batch_size):
         end = min(begin + batch_size, len(images))
-        output[begin:end] = sess.run(tensor, {images_placeholder: data.as_float(images[begin:end])})
+        yield begin, end, sess.run(tensor, {images_placeholder: data.as_float(images[begin:end])})
         now = time.monotonic()
         if log_progress and (now - last_log >= interval or end == len(images)):
             last_log = now
             logging.info("%s: %d/%d images, %.0f img/s", log_progress, end, len(images),
                          end / max(now - start, 1e-9))
-    return output
 
 
-def compute_splits(sess, point, images_placeholder, datasets):
-    """``datasets`` with every split's images replaced by the output of ``point`` (a cache_point) on them."""
+def compute_splits(sess, point, images_placeholder, datasets, spill_dir=None):
+    """``datasets`` with every split's images replaced by the output of ``point`` (a cache_point) on them (large
+    splits' in ``spill_dir``, as ``compute`` keeps them)."""
     layer, tensor = point
     logging.info("caching the output of the frozen layers (%s) for every image", layer)
     return datasets.map_splits(lambda name, split: split._replace(images=compute(
-        sess, tensor, images_placeholder, split.images, log_progress=f"{layer} of {name}")))
+        sess, tensor, images_placeholder, split.images, log_progress=f"{layer} of {name}", spill_dir=spill_dir)))

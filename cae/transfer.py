@@ -294,7 +294,7 @@ def transfer(cfg, datasets=None):
                                                                      cfg.seed))
         if not cache_point:
             return g.input, datasets
-        cached = features.compute_splits(sess, cache_point, g.model.images, datasets)
+        cached = features.compute_splits(sess, cache_point, g.model.images, datasets, spill_dir=cfg.train_dir)
         return pipeline.Feed(cache_point[1], g.input.labels), cached
 
     best = {"score": -1.0, "accuracy": None, "epoch": 0, "evaluations_since": 0}

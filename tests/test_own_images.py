@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cae import export, extract, pretrain, transfer
+from cae import export, extract, features, pretrain, transfer
 from cae.config import ExportConfig, ExtractConfig, PretrainConfig, TransferConfig
 from cae.errors import UserError
 
@@ -127,6 +127,27 @@ def test_gray_folder_of_another_size_restores_mnist_convs_and_keeps_them_frozen(
     for name in ("conv1/kernel", "conv1/bias", "conv2/kernel", "conv2/bias"):  # 28x28 convs into a 24x24 model
         np.testing.assert_array_equal(trained.get_tensor(name), pretrained.get_tensor(name), err_msg=name)
     assert trained.get_variable_to_shape_map()["fc1/kernel"] == [6 * 6 * 32, 200]
+
+
+def test_cached_features_kept_on_disk_train_exactly_as_in_memory(tmp_path, mnist, cae_checkpoint, monkeypatch,
+                                                                 caplog):
+    """Cached features above features.IN_MEMORY_BYTES (here: any) go to an unlinked file in the train_dir and give
+    the same run, bit for bit, as features in memory; no file is left behind."""
+    folder = tmp_path / "gray"
+    write_folder(folder, mnist, per_class=30, size=(24, 24), color=False)
+    runs = {}
+    for where in ("memory", "disk"):
+        if where == "disk":
+            monkeypatch.setattr(features, "IN_MEMORY_BYTES", 0)
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            runs[where] = transfer.transfer(TransferConfig(
+                image_dir=str(folder), checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / where), epochs=2,
+                projector_images=0, cache_features=True))
+        assert ("kept on disk" in caplog.text) == (where == "disk")
+        assert not [n for n in os.listdir(tmp_path / where) if "features" in n]
+    for key in ("test_accuracy", "test_loss", "best_validation_accuracy", "steps"):
+        assert runs["memory"][key] == runs["disk"][key], key
 
 
 def test_gray_checkpoint_with_colour_images_names_conv1_and_the_flag(tmp_path, mnist, cae_checkpoint):

@@ -87,7 +87,7 @@ def as_float(images):
         return to_float(np.asarray(images))
     if images.dtype != np.float32:
         raise TypeError(f"images of {images.dtype}: expected uint8 pixels or float32 in [0, 1]")
-    return images
+    return np.asarray(images)  # a RowFile of float32 (cached features on disk) is read here
 
 
 def concatenate(first, second):
