@@ -57,13 +57,12 @@ def cache_point(model, restored, trained):
 def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=None, interval=5.0,
             spill_dir=None):
     """``tensor`` evaluated on every image, in batches, into one preallocated float32 array [N, ...] (with
-    ``spill_dir``, where that would exceed IN_MEMORY_BYTES, a RowFile [N, D] in an unlinked file there); with
-    ``log_progress`` (a name for the log) a line every ``interval`` seconds and at the end says how far it is."""
-    row_shape = tensor.shape.as_list()[1:]
-    if spill_dir and len(images) * np.prod(row_shape) * 4 > IN_MEMORY_BYTES:
+    ``spill_dir``, a RowFile of the same rows in an unlinked file there); with ``log_progress`` (a name for the
+    log) a line every ``interval`` seconds and at the end says how far it is."""
+    if spill_dir:
         return _compute_to_file(sess, tensor, images_placeholder, images, batch_size, log_progress, interval,
                                 spill_dir)
-    output = np.empty([len(images)] + row_shape, np.float32)
+    output = np.empty([len(images)] + tensor.shape.as_list()[1:], np.float32)
     for begin, end, values in _batches(sess, tensor, images_placeholder, images, batch_size, log_progress, interval):
         output[begin:end] = values
     return output
@@ -75,8 +74,6 @@ def _compute_to_file(sess, tensor, images_placeholder, images, batch_size, log_p
     try:
         for _, _, values in _batches(sess, tensor, images_placeholder, images, batch_size, log_progress, interval):
             os.write(fd, np.ascontiguousarray(values, np.float32).tobytes())
-        logging.info("%s: features of %d images kept on disk (more than %d MiB)", log_progress or "features",
-                     len(images), IN_MEMORY_BYTES // 2 ** 20)
         return data.rows.RowFile(path, tensor.shape.as_list()[1:], dtype=np.float32, fd=fd, flat=False)
     except BaseException:
         os.close(fd)
@@ -97,9 +94,12 @@ def _batches(sess, tensor, images_placeholder, images, batch_size, log_progress,
 
 
 def compute_splits(sess, point, images_placeholder, datasets, spill_dir=None):
-    """``datasets`` with every split's images replaced by the output of ``point`` (a cache_point) on them (large
-    splits' in ``spill_dir``, as ``compute`` keeps them)."""
+    """``datasets`` with every split's images replaced by the output of ``point`` (a cache_point) on them: in
+    memory, or in ``spill_dir`` where all of them would take more than IN_MEMORY_BYTES."""
     layer, tensor = point
-    logging.info("caching the output of the frozen layers (%s) for every image", layer)
+    size = sum(len(split.images) for split in datasets.splits().values()) * tensor.shape[1:].num_elements() * 4
+    on_disk = spill_dir if spill_dir and size > IN_MEMORY_BYTES else None
+    logging.info("caching the output of the frozen layers (%s) for every image%s", layer,
+                 f" on disk ({size / 2 ** 20:,.0f} MiB)" if on_disk else "")
     return datasets.map_splits(lambda name, split: split._replace(images=compute(
-        sess, tensor, images_placeholder, split.images, log_progress=f"{layer} of {name}", spill_dir=spill_dir)))
+        sess, tensor, images_placeholder, split.images, log_progress=f"{layer} of {name}", spill_dir=on_disk)))

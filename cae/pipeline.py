@@ -4,17 +4,20 @@ Both answer ``start(sess, split, orders, batch_size)`` (before training on the e
 ``train_feed(split, indices)`` (the feed_dict of one training step) and ``feed(split, indices)`` (the feed_dict of
 one evaluation batch), so the training loop and ``train.evaluate``/``train.predict`` take either.
 
-``Input``: training batches gathered by a stream of example indices, one initializable iterator. Its one Python
-step (``tf.numpy_function``) takes each batch's rows from the split's images, wherever they are (an array, or an
-image folder's RowFile, which reads them from disk: memory is set by the batch and the prefetch buffer of one
-batch, never by the number of images), and scales pixels to float32 [0, 1] there. The model reads ``IMAGE_IN`` (and ``LABELS``), each a ``placeholder_with_default`` over the iterator's
-output, so training steps run without a feed_dict while evaluation, inference and export feed the placeholders (a
-fed placeholder cuts the iterator out of that run, so it needs no initialization and keeps its place).
+``Input``: training batches gathered by a stream of example indices, one initializable iterator. Its one Python step
+(``tf.numpy_function``) takes each batch's rows from the split's images, wherever they are (an array, or an image
+folder's RowFile, which reads them from disk: memory is set by the batch and the prefetch buffer of one batch, never
+by the number of images), and scales pixels to float32 [0, 1] there. The model reads ``IMAGE_IN`` (and ``LABELS``),
+each a ``placeholder_with_default`` over the iterator's output, so training steps run without a feed_dict while
+evaluation, inference and export feed the placeholders (a fed placeholder cuts the iterator out of that run, so it
+needs no initialization and keeps its place).
 
 The order is an index permutation per epoch (``train.epoch_order``, a pure function of seed and epoch) rather than
 ``Dataset.shuffle``: a resumed run sees the same batches as an uninterrupted one, every image is equally likely at
-every place of an epoch (a shuffle buffer over a file would mix only neighbours), and no buffer holds images. One start of the iterator takes many epochs' orders, each cut into its own batches:
-restarting it costs about 10 ms, as much as a step, which doubled the time of runs on a few hundred images.
+every place of an epoch (a shuffle buffer over a file would mix only neighbours), and no buffer holds images. One
+start of the iterator takes many epochs' orders, each cut into its own batches: restarting it costs about 10 ms, as
+much as a step, which doubled the time of runs on a few hundred images.
+
 
 Augmentation (cae.augment) is applied to the iterator's batch below IMAGE_IN, so it touches training batches only.
 

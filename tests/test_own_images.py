@@ -144,7 +144,7 @@ def test_cached_features_kept_on_disk_train_exactly_as_in_memory(tmp_path, mnist
             runs[where] = transfer.transfer(TransferConfig(
                 image_dir=str(folder), checkpoint_path=cae_checkpoint, train_dir=str(tmp_path / where), epochs=2,
                 projector_images=0, cache_features=True))
-        assert ("kept on disk" in caplog.text) == (where == "disk")
+        assert ("for every image on disk" in caplog.text) == (where == "disk")
         assert not [n for n in os.listdir(tmp_path / where) if "features" in n]
     for key in ("test_accuracy", "test_loss", "best_validation_accuracy", "steps"):
         assert runs["memory"][key] == runs["disk"][key], key

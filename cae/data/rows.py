@@ -1,11 +1,12 @@
-"""Image rows that stay on disk: a folder's decoded uint8 pixels (or cached float32 features), read a batch at a time.
+"""Rows that stay on disk, read a batch at a time: a folder's decoded uint8 pixels, or cached float32 features.
 
 A ``RowFile`` is a file of fixed-size rows (one decoded image each, row-major HWC; or one image's features) and the
-slots of the rows it stands for. Indexing it with a slice, an index array or a mask gives another RowFile over the same file (a
-split, a --num_labels subset, a class's images: nothing is read); ``np.asarray`` on it reads its rows, in order, as
-a uint8 array [N, H*W*C]. The training pipeline and evaluation read only the batch they need, so memory is set by
-the batch, not by the folder: 150,000 images of 64x64x3 are 7.4 GB as float32 and 1.8 GB as uint8, and neither is
-ever in memory here.
+slots of the rows it stands for. Indexing it with a slice, an index array or a mask gives another RowFile over the
+same file (a split, a --num_labels subset, a class's images: nothing is read); ``np.asarray`` on it reads its rows,
+in order, as a uint8 array [N, H*W*C]. The training pipeline and evaluation read only the batch they need, so memory
+is set by the batch, not by the folder: 150,000 images of 64x64x3 are 7.4 GB as float32 and 1.8 GB as uint8, and
+neither is ever in memory here.
+
 
 Rows are read with ``os.preadv``, not through a memory map: the pages of a map that were touched count in the
 process's resident set until the kernel reclaims them, so an epoch over a mapped folder would look (and, to a
