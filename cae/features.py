@@ -14,7 +14,7 @@ import time
 import numpy as np
 from absl import logging
 
-from cae import data
+from cae import data, train
 from cae.errors import UserError
 
 IN_MEMORY_BYTES = 2 ** 30
@@ -54,11 +54,13 @@ def cache_point(model, restored, trained):
     return point
 
 
-def compute(sess, tensor, images_placeholder, images, batch_size=1000, log_progress=None, interval=5.0,
+def compute(sess, tensor, images_placeholder, images, batch_size=None, log_progress=None, interval=5.0,
             spill_dir=None):
     """``tensor`` evaluated on every image, in batches, into one preallocated float32 array [N, ...] (with
     ``spill_dir``, a RowFile of the same rows in an unlinked file there); with ``log_progress`` (a name for the
-    log) a line every ``interval`` seconds and at the end says how far it is."""
+    log) a line every ``interval`` seconds and at the end says how far it is. ``batch_size`` defaults to
+    train.eval_batch_size's."""
+    batch_size = batch_size or train.eval_batch_size(images)
     if spill_dir:
         return _compute_to_file(sess, tensor, images_placeholder, images, batch_size, log_progress, interval,
                                 spill_dir)

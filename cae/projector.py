@@ -16,7 +16,7 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins import projector
 
-from cae import data, restore
+from cae import data, features, restore
 from cae.models import MNIST_SHAPE
 from cae.errors import UserError
 from cae.summaries import encode_png
@@ -49,19 +49,22 @@ def subset(split, count, flag="projector_images", image_shape=MNIST_SHAPE):
 
 class Embedding(NamedTuple):
     variable: tf.Variable  # [count, features] ``embedding/<layer>``, saved with every checkpoint
-    update: tf.Tensor  # stores the features of the images fed to ``images`` in it
+    update: tf.Tensor  # stores the features fed to ``values`` in it
     images: tf.Tensor  # the model's input
+    features: tf.Tensor  # what is stored, computed from ``images``
+    values: tf.Tensor  # the placeholder ``update`` stores
 
 
 def embedding(images, features, count, name):
-    """The Embedding ``embedding/<name>`` of ``features`` (computed from the input ``images``; feed exactly
-    ``count`` images)."""
+    """The Embedding ``embedding/<name>`` of ``features`` (computed from the input ``images``) of ``count``
+    images."""
     with v1.variable_scope("embedding"):
         variable = v1.get_variable(name, [count, features.shape[-1]], trainable=False,
                                    initializer=v1.zeros_initializer())
     with v1.name_scope("PROJECTOR"):
-        update = variable.assign(tf.ensure_shape(features, variable.shape))
-    return Embedding(variable, update, images)
+        values = v1.placeholder(tf.float32, variable.shape, name="features")
+        update = variable.assign(values)
+    return Embedding(variable, update, images, features, values)
 
 
 def sprite(images, image_shape=MNIST_SHAPE):
@@ -84,10 +87,11 @@ def sprite(images, image_shape=MNIST_SHAPE):
 
 
 def refresh(sess, embedding, images):
-    """Store the current features of the projector images in the embedding variable (before each checkpoint);
-    nothing without an embedding."""
+    """Store the current features of the projector images in the embedding variable (before each checkpoint),
+    computed in evaluation batches (2,000 large images at once took gigabytes); nothing without an embedding."""
     if embedding is not None:
-        sess.run(embedding.update, {embedding.images: images})
+        values = features.compute(sess, embedding.features, embedding.images, images)
+        sess.run(embedding.update, {embedding.values: values})
 
 
 def check_resume(run_dir, variable, count, flag="projector_images"):
