@@ -196,3 +196,17 @@ def cutout(images, image_shape, fraction, seed, name="CUTOUT"):
         x = tf.reshape(images, [-1, height, width, channels])
         x = tf.where(inside[..., tf.newaxis], 0.5, x)
         return tf.reshape(x, [-1, height * width * channels])
+
+
+def patch_mask(count, image_shape, patch, ratio, seed, name="PATCH_MASK"):
+    """[count, H*W*C], 1 on the pixels of the hidden patches: of each image's ``patch`` x ``patch`` squares exactly
+    round(``ratio`` x their number) at random (MAE's random masking, He et al. 2022), the same for every channel."""
+    height, width, channels = image_shape
+    rows, cols = height // patch, width // patch
+    with v1.name_scope(name):
+        noise = tf.random.stateless_uniform(tf.stack([count, rows * cols]), seed=seed)
+        rank = tf.argsort(tf.argsort(noise, axis=1), axis=1)  # each patch's place in its image's random order
+        hidden = tf.cast(rank < round(ratio * rows * cols), tf.float32)
+        hidden = tf.broadcast_to(tf.reshape(hidden, [-1, rows, 1, cols, 1, 1]),
+                                 tf.stack([count, rows, patch, cols, patch, channels]))
+        return tf.reshape(hidden, [-1, height * width * channels])

@@ -31,7 +31,7 @@ from cae.data import folders
 DATASETS = tuple(data.DATASETS)  # mnist, fashion_mnist
 COLOR_MODES = folders.COLOR_MODES  # auto, grayscale, rgb
 SPLITS = data.SPLITS  # train, validation, test
-LOSSES = ("bce", "mse")  # the autoencoder's reconstruction losses (cae.models)
+LOSSES = ("bce", "mse", "patch_mse")  # the autoencoder's reconstruction losses (cae.models)
 SCHEDULES = ("constant", "cosine", "one_cycle")  # learning-rate schedules (cae.train.learning_rate)
 PRECISIONS = ("float32", "mixed_bfloat16")  # the session's arithmetic (cae.session.config_proto)
 LAYERS = ("conv2", "latent", "fc1")  # what cae.extract can extract (its LAYER_SCOPES)
@@ -51,6 +51,7 @@ IMAGE_SIZE = (lambda v: v >= 8 and v % 4 == 0, "expected a multiple of 4, at lea
 FRACTION = (lambda v: 0 < v <= 1, "expected a fraction in (0, 1]")
 NON_NEGATIVE = (lambda v: 0 <= v < math.inf, "expected a number >= 0")
 UNIT_INTERVAL = (lambda v: 0 <= v <= 1, "expected a number in [0, 1]")
+MASK_RATIO = (lambda v: 0 <= v < 1, "expected a share of the patches >= 0 and < 1")
 PERCENT_OR_ZERO = (lambda v: 0 <= v < 100, "expected a percentage >= 0 and < 100")
 
 
@@ -207,13 +208,18 @@ class PretrainConfig(RunConfig):
     latent_size: int = option(20, "Units of the latent_var layer (0: no dense bottleneck, the decoder starts from "
                                   "the last conv's map, which keeps small details).",
                               check=at_least(0, " (0: no dense bottleneck)"))
-    loss: str = option("bce", "Reconstruction loss: per-pixel binary cross-entropy or mean squared error.",
-                       choices=LOSSES)
+    loss: str = option("bce", "Reconstruction loss: per-pixel binary cross-entropy, mean squared error, or "
+                              "patch_mse: squared error against every patch (the area one code cell covers) "
+                              "normalized to mean 0 and variance 1, so brightness and layout cost nothing and the "
+                              "details are the whole loss (MAE's normalized pixels).", choices=LOSSES)
     input_noise: float = option(0.0, "Denoising: stddev of Gaussian noise added to the encoder input (0: plain "
                                      "autoencoder).")
     input_cutout: float = option(0.0, "Inpainting: side, as a fraction of the image's, of a gray square cut out of "
                                       "the encoder's input at a random place in every training image; the loss "
                                       "still compares with the whole image (0: none).", check=UNIT_INTERVAL)
+    input_mask: float = option(0.0, "Masked autoencoder: share of the patches (the area one code cell covers) "
+                                    "hidden from the encoder, new ones at every step; the loss counts the hidden "
+                                    "patches only (0: none; MAE hides 0.75).", check=MASK_RATIO)
     max_train_examples: int = option(None, "Train on the first N training images only (quick runs and tests).",
                                      check=at_least(1))
 
@@ -266,6 +272,8 @@ class TransferConfig(RunConfig):
                                        check=at_least(1))
     reconstruction_weight: float = option(1.0, "With --semi_supervised: weight of the reconstruction loss of the "
                                                "unlabelled batch (0: no decoder).", check=NON_NEGATIVE)
+    # the reconstruction term is the autoencoder's own loss: give the --loss it was pretrained with
+    loss: str = same_as(PretrainConfig, "loss")
     fixmatch_weight: float = option(1.0, "With --semi_supervised: weight of the pseudo-label loss (FixMatch): the "
                                          "teacher's confident classes of one view taught on a stronger view.",
                                     check=NON_NEGATIVE)
@@ -414,6 +422,15 @@ class ExperimentConfig(AugmentConfig):
     loss: str = same_as(PretrainConfig, "loss")
     input_noise: float = replace_default(PretrainConfig, "input_noise", 0.3)
     input_cutout: float = same_as(PretrainConfig, "input_cutout")
+    input_mask: float = same_as(PretrainConfig, "input_mask")
+    # The encoder (every pretraining and run) and, for imbalanced classes, the loss weights and the measure that
+    # early stopping follows and the report shows
+    encoder_filters: str = same_as(RunConfig, "encoder_filters")
+    batch_norm: bool = same_as(RunConfig, "batch_norm")
+    class_weight: str = same_as(TransferConfig, "class_weight")
+    select_by: str = option("accuracy", "The test measure the report shows (and --patience's early stopping "
+                                        "follows): balanced_accuracy or macro_f1 for imbalanced classes.",
+                            choices=SELECT_BY)
     # Classifier training: transfer_classify's one-cycle recipe, each run its whole schedule (one-cycle ends at its
     # best; early stopping in the high-rate middle would cut runs short), tested once at the end
     batch_size: int = option(RECIPE.batch_size, "Images per classifier training step.")
@@ -431,6 +448,10 @@ class ExperimentConfig(AugmentConfig):
     # Every pretraining and run in bfloat16 where the CPU has it: faster, and its pretraining transferred a little
     # better (reports/label_budget.md); elsewhere the whole experiment runs float32 (one warning)
     precision: str = replace_default(SessionConfig, "precision", "mixed_bfloat16")
+
+    @property
+    def filters(self):
+        return filters_of(self.encoder_filters)
 
 
 @dataclasses.dataclass

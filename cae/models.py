@@ -68,6 +68,7 @@ class Autoencoder(NamedTuple):
     logits: tf.Tensor  # [N, H*W*C], before the sigmoid
     reconstruction: tf.Tensor  # [N, H*W*C] in [0, 1]
     loss: tf.Tensor  # scalar reconstruction loss
+    encoder_input: tf.Tensor  # [N, H*W*C] what the encoder saw: ``images`` unless noised, cut out or masked
 
     @property
     def conv1(self):
@@ -124,12 +125,14 @@ def encoder(images, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS, batch_norm
 
 
 def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape=MNIST_SHAPE,
-                filters=ENCODER_FILTERS, batch_norm=False, training=False, corrupt=None):
+                filters=ENCODER_FILTERS, batch_norm=False, training=False, corrupt=None, hide=None):
     """The CAE of the reference TF1 tutorial: encoder -> latent_var -> z_matrix -> dconv1 ... dconvN (sigmoid).
 
     ``input_noise`` > 0 makes it a denoising autoencoder: the encoder sees the images plus Gaussian noise of that
     standard deviation (clipped to [0, 1]), the loss still compares with the clean images. ``corrupt`` (images ->
-    images), when given, corrupts the encoder's input further (a cutout: an inpainting autoencoder).
+    images), when given, corrupts the encoder's input further (a cutout: an inpainting autoencoder). ``hide``
+    (images -> [N, H*W*C], 1 where a pixel is hidden), when given, makes it a masked autoencoder: the hidden pixels
+    reach the encoder as gray 0.5 and only they count in the loss.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
@@ -139,10 +142,17 @@ def autoencoder(images, latent_size=20, loss="bce", input_noise=0.0, image_shape
             encoder_input = tf.clip_by_value(images + v1.random_normal(tf.shape(images), stddev=input_noise), 0., 1.)
     if corrupt is not None:
         encoder_input = corrupt(encoder_input)
+    hidden = None
+    if hide is not None:
+        with v1.name_scope("MASK"):
+            hidden = hide(images)
+            encoder_input = encoder_input * (1.0 - hidden) + 0.5 * hidden
     convs = encoder(encoder_input, image_shape, filters, batch_norm, training)
     latent, deconvs, logits, reconstruction = decoder(convs[-1], latent_size, image_shape, filters)
-    loss_tensor = reconstruction_loss(images, logits, reconstruction, loss)
-    return Autoencoder(images, convs, latent, deconvs, logits, reconstruction, loss_tensor)
+    loss_tensor = reconstruction_loss(images, logits, reconstruction, loss, image_shape, stride(filters), hidden)
+    if loss == "patch_mse":
+        reconstruction = patch_reconstruction(images, logits, image_shape, stride(filters))
+    return Autoencoder(images, convs, latent, deconvs, logits, reconstruction, loss_tensor, encoder_input)
 
 
 def decoder(code, latent_size, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS):
@@ -178,14 +188,45 @@ def decoder(code, latent_size, image_shape=MNIST_SHAPE, filters=ENCODER_FILTERS)
     return latent, tuple(deconvs), logits, reconstruction
 
 
-def reconstruction_loss(images, logits, reconstruction, loss="bce"):
-    """Mean per-pixel binary cross-entropy (computed stably from the logits) or squared error."""
+def patch_statistics(images, image_shape, patch):
+    """Mean and standard deviation of every ``patch`` x ``patch`` square of every image (over its pixels and
+    channels), each broadcast back over its square: two [N, H*W*C] tensors."""
+    height, width, channels = image_shape
+    x = tf.reshape(images, [-1, height // patch, patch, width // patch, patch, channels])
+    mean, variance = tf.nn.moments(x, axes=[2, 4, 5], keepdims=True)
+    spread = tf.shape(x)
+    mean = tf.reshape(tf.broadcast_to(mean, spread), [-1, num_pixels(image_shape)])
+    std = tf.reshape(tf.broadcast_to(tf.sqrt(variance + 1e-6), spread), [-1, num_pixels(image_shape)])
+    return mean, std
+
+
+def reconstruction_loss(images, logits, reconstruction, loss="bce", image_shape=MNIST_SHAPE, patch=4, weights=None):
+    """The scalar loss of the decoder's ``logits`` (``reconstruction`` their sigmoid) against ``images``.
+
+    bce: mean per-pixel binary cross-entropy (computed stably from the logits); mse: squared error of the sigmoid.
+    patch_mse (MAE's normalized pixels, He et al. 2022): the logits are compared with the image normalized to mean
+    0 and variance 1 in every ``patch`` x ``patch`` square, so a patch's brightness costs nothing and its details
+    (a crack, a texture) are the whole loss. ``weights`` ([N, H*W*C]) make it their weighted mean (a masked
+    autoencoder's hidden pixels)."""
     with v1.name_scope("LOSS"):
-        if loss == "bce":
+        if loss == "patch_mse":
+            mean, std = patch_statistics(images, image_shape, patch)
+            per_pixel = tf.square(logits - (images - mean) / std)
+        elif loss == "bce":
             per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=images, logits=logits)
         else:
             per_pixel = tf.square(reconstruction - images)
-        return tf.reduce_mean(per_pixel, name="reconstruction_loss")
+        if weights is None:
+            return tf.reduce_mean(per_pixel, name="reconstruction_loss")
+        total = tf.reduce_sum(per_pixel * weights) / tf.maximum(tf.reduce_sum(weights), 1.0)
+        return tf.identity(total, name="reconstruction_loss")
+
+
+def patch_reconstruction(images, logits, image_shape=MNIST_SHAPE, patch=4):
+    """What a patch_mse decoder's ``logits`` show: each patch's own mean and spread put back, in [0, 1]."""
+    with v1.name_scope("RECONSTRUCTION"):
+        mean, std = patch_statistics(images, image_shape, patch)
+        return tf.clip_by_value(logits * std + mean, 0.0, 1.0, name="patch_reconstruction")
 
 
 def classifier(images, num_classes=MNIST_CLASSES, hidden_units=HIDDEN_UNITS, image_shape=MNIST_SHAPE,

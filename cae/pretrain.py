@@ -11,6 +11,7 @@ from cae import training_run
 v1 = tf.compat.v1
 
 CUTOUT_STREAM = 3  # cae.augment.step_seed's stream of --input_cutout (0: the augmentation)
+MASK_STREAM = 4  # ... of --input_mask
 
 
 def input_cutout(cfg, image_shape):
@@ -25,6 +26,24 @@ def input_cutout(cfg, image_shape):
     return corrupt
 
 
+def input_mask(cfg, image_shape):
+    """--input_mask's hidden patches (None without it): images -> their mask, new patches at every step, drawn as
+    the augmentation is. A patch is the square one code cell covers (2^N pixels for N convs)."""
+    if not cfg.input_mask:
+        return None
+    step = v1.train.get_or_create_global_step()
+
+    def hide(images):
+        return augment.patch_mask(tf.shape(images)[0], image_shape, models.stride(cfg.filters), cfg.input_mask,
+                                  augment.step_seed(cfg.seed, step, MASK_STREAM))
+    return hide
+
+
+def corrupted(cfg):
+    """Whether the encoder sees other images than the loss compares with (TensorBoard then shows both)."""
+    return bool(cfg.input_noise or cfg.input_cutout or cfg.input_mask)
+
+
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
     """The autoencoder with its optimizer, summaries and Saver, in a new graph: a training_run.TrainGraph."""
     graph = tf.Graph()
@@ -35,7 +54,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
                                  augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
         training = models.training_mode() if cfg.batch_norm else False
         model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
-                                   cfg.filters, cfg.batch_norm, training, input_cutout(cfg, image_shape))
+                                   cfg.filters, cfg.batch_norm, training, input_cutout(cfg, image_shape),
+                                   input_mask(cfg, image_shape))
         model_variables = models.model_variables()
         trained = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()
@@ -50,7 +70,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
                                                                                    seed)], image_shape)]
         epoch_summary = summaries.epoch_summary(
             model_variables, models.activations(model, ("latent", model.latent)),
-            summaries.reconstruction_image(model.images, model.reconstruction, image_shape), *preview)
+            summaries.reconstruction_image(model.images, model.reconstruction, image_shape,
+                                           seen=model.encoder_input if corrupted(cfg) else None), *preview)
         embedding = (projector.embedding(model.images, model.latent, cfg.projector_images, "latent")
                      if cfg.projector_images else None)
         return training_run.TrainGraph(

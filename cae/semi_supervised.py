@@ -147,7 +147,8 @@ def build(batches, cfg, aug, image_shape, num_classes, latent_size, global_step,
         decoded = slice(labelled_count, labelled_count + cfg.batch_size)
         _, _, logits, reconstruction = models.decoder(student.convs[-1][decoded], latent_size, image_shape,
                                                       cfg.filters)
-        terms["train/reconstruction"] = models.reconstruction_loss(warped[:cfg.batch_size], logits, reconstruction)
+        terms["train/reconstruction"] = models.reconstruction_loss(warped[:cfg.batch_size], logits, reconstruction,
+                                                                  cfg.loss, image_shape, models.stride(cfg.filters))
         total += cfg.reconstruction_weight * terms["train/reconstruction"]
 
     averages = moving_averages(classifier_variables) if cfg.ema_decay else {}

@@ -46,9 +46,11 @@ def rows_image(tag, rows, image_shape, count=8):
     return v1.summary.image(tag, grid, max_outputs=1)
 
 
-def reconstruction_image(images, reconstruction, image_shape, count=8):
-    """The first ``count`` inputs on the top row, their reconstructions below."""
-    return rows_image("reconstructions/inputs_vs_outputs", [images, reconstruction], image_shape, count)
+def reconstruction_image(images, reconstruction, image_shape, count=8, seen=None):
+    """The first ``count`` inputs on the top row, their reconstructions below; with ``seen`` (a denoising, inpainting
+    or masked autoencoder's corrupted input) what the encoder saw in between."""
+    rows = [images, reconstruction] if seen is None else [images, seen, reconstruction]
+    return rows_image("reconstructions/inputs_vs_outputs", rows, image_shape, count)
 
 
 def augmentation_image(images, views, image_shape, count=8):

@@ -43,6 +43,8 @@ def assert_rejected(result, train_dir, before, *expected):
     ("pretrain_cae.py", "--gpu_memory_fraction=0", "flag --gpu_memory_fraction=0.0: expected a fraction in (0, 1]"),
     ("pretrain_cae.py", "--gpu_memory_fraction=1.5", "flag --gpu_memory_fraction=1.5: expected a fraction in (0, 1]"),
     ("pretrain_cae.py", "--epochs=-1", "flag --epochs=-1: expected an integer >= 0"),
+    ("pretrain_cae.py", "--input_mask=1", "flag --input_mask=1.0: expected a share of the patches >= 0 and < 1"),
+    ("pretrain_cae.py", "--loss=ssim", "flag --loss=ssim: value should be one of <bce|mse|patch_mse>"),
     ("transfer_classify.py", "--learning_rate=-0.1", "flag --learning_rate=-0.1: expected a number > 0"),
 ])
 def test_out_of_range_flag(train_dir, script, flag, expected):

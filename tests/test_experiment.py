@@ -110,9 +110,12 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
     from test_own_images import write_folder
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     write_folder(tmp_path / "photos", mnist, 40, (16, 16), color=True)
+    # a real folder's settings: a deeper batch-normalized encoder, a masked autoencoder, balanced class weights,
+    # and the report in balanced accuracy
     cfg = ExperimentConfig(image_dir=str(tmp_path / "photos"), quick=True, labels_per_class="2,all",
                            semi_budgets="2", ablation_budget="2", random_hue=180, work_dir=str(tmp_path / "work"),
-                           report_dir=str(tmp_path / "reports"))
+                           report_dir=str(tmp_path / "reports"), encoder_filters="4,8,8", batch_norm=True,
+                           loss="patch_mse", input_mask=0.5, class_weight="balanced", select_by="balanced_accuracy")
     results = label_budget.run(cfg, command="python scripts/experiment.py --image_dir=photos")
     methods = ["scratch", "frozen", "fine-tuned", "scratch + augmentation", "fine-tuned + augmentation",
                "semi-supervised, reconstruction only", "semi-supervised", "semi-supervised from scratch"]
@@ -125,6 +128,15 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
                                         "/tmp/p", "/tmp/t", 0, 6, (16, 16, 3), labels_per_class=2)
     assert semi.semi_supervised and semi.random_hue == 180 and semi.fixmatch_weight == semi.consistency_weight == 0
     assert semi.epochs == 2 and semi.labels_per_class == 2 and semi.reconstruction_weight == 1
+    assert (semi.encoder_filters, semi.batch_norm, semi.loss, semi.class_weight, semi.select_by) == (
+        "4,8,8", True, "patch_mse", "balanced", "balanced_accuracy")
+    pretrained = label_budget.pretrain_config(cfg, None, "/tmp/p")
+    assert (pretrained.encoder_filters, pretrained.batch_norm, pretrained.loss, pretrained.input_mask) == (
+        "4,8,8", True, "patch_mse", 0.5)
+    scopes = {m: label_budget.transfer_config(cfg, m, "/tmp/p", "/tmp/t", 0, 6).trainable_scopes
+              for m in ("scratch", "frozen", "fine-tuned")}
+    assert scopes == {"scratch": "conv1,conv2,conv3,fc1,logits", "frozen": "fc1,logits",
+                      "fine-tuned": "conv1,conv2,conv3,fc1,logits"}  # every conv of the deeper encoder
     plain = label_budget.transfer_config(cfg, "scratch", None, "/tmp/t", 0, 6, (16, 16, 3), labels_per_class=2)
     assert plain.checkpoint_path is None and not plain.semi_supervised and not plain.augmenting
     augmented = label_budget.transfer_config(cfg, "scratch + augmentation", None, "/tmp/t", 0, 6, (16, 16, 3))
@@ -136,8 +148,10 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
     report = open(tmp_path / "reports" / "label_budget.md").read()
     assert "| labels per class (labels) | " + " | ".join(methods) + " |" in report
     assert re.search(r"\| all \(\d+\) \|", report) and "| 2 (6) |" in report
-    semi_mean = 100 * np.mean([r["test_accuracy"] for r in results if r["method"] == "semi-supervised"])
-    rival = max(100 * np.mean([r["test_accuracy"] for r in results if r["method"] == m and r["budget"] == 2])
+    assert "Test balanced accuracy (%) on photos" in report
+    semi_mean = 100 * np.mean([r["test_balanced_accuracy"] for r in results if r["method"] == "semi-supervised"])
+    rival = max(100 * np.mean([r["test_balanced_accuracy"] for r in results
+                               if r["method"] == m and r["budget"] == 2])
                 for m in ("scratch + augmentation", "fine-tuned + augmentation"))
     assert f"| 2 | {semi_mean:.2f} | " in report and f"| {semi_mean - rival:+.2f} |" in report
     assert "Command: `python scripts/experiment.py --image_dir=photos`" in report and "cross-domain" not in report

@@ -112,3 +112,51 @@ def test_input_cutout_hides_a_square_from_the_encoder_and_not_from_the_loss():
     hidden = cut != images
     assert (cut[hidden] == 0.5).all() and hidden.any(axis=1).all()  # every image lost a gray square
     assert 0.05 < hidden.mean() < 0.3 and not np.array_equal(cut, next_step)  # about a quarter; new each step
+
+
+def normalized_patches(images, side, patch):
+    """By hand: each patch x patch square of each [N, side*side] gray image to mean 0, variance 1 (MAE's target)."""
+    x = images.reshape(-1, side // patch, patch, side // patch, patch).astype(np.float64)
+    mean = x.mean(axis=(2, 4), keepdims=True)
+    std = np.sqrt(x.var(axis=(2, 4), keepdims=True) + 1e-6)
+    return ((x - mean) / std).reshape(len(images), -1)
+
+
+def test_input_mask_hides_whole_patches_from_the_encoder_and_the_loss_counts_only_them():
+    """--input_mask (a masked autoencoder) with --loss=patch_mse: exactly round(ratio x 49) of the 49 4x4 patches
+    of each 28x28 image reach the encoder as gray 0.5, new ones every step; the loss is the squared error of the
+    decoder's logits against the per-patch normalized image on those patches alone."""
+    images = np.random.RandomState(0).rand(16, 784).astype(np.float32)
+    g = pretrain.build_graph(PretrainConfig(input_mask=0.6, loss="patch_mse", train_dir="unused"), total_steps=10)
+    conv1 = next(op for op in g.graph.get_operations() if op.type == "Conv2D" and op.name.split("/")[-2] == "conv1")
+    with g.graph.as_default(), tf.compat.v1.Session() as sess:
+        sess.run(g.init)
+        feed = {g.model.images: images}
+        encoder_input, logits, loss = sess.run([conv1.inputs[0], g.model.logits, g.model.loss], feed)
+        sess.run(tf.compat.v1.assign(g.global_step, 1))
+        next_input = sess.run(conv1.inputs[0], feed)
+    encoder_input = encoder_input.reshape(16, 7, 4, 7, 4)
+    hidden = (encoder_input == 0.5).all(axis=(2, 4))  # [16, 7, 7]: a patch is hidden whole or not at all
+    assert (hidden.sum(axis=(1, 2)) == round(0.6 * 49)).all()
+    shown = ~np.broadcast_to(hidden[:, :, None, :, None], encoder_input.shape)
+    np.testing.assert_array_equal(encoder_input[shown], images.reshape(16, 7, 4, 7, 4)[shown])
+    assert not np.array_equal(next_input.reshape(16, 7, 4, 7, 4) == 0.5, encoder_input == 0.5)  # new every step
+    per_pixel = (logits.reshape(16, 7, 4, 7, 4) - normalized_patches(images, 28, 4).reshape(16, 7, 4, 7, 4)) ** 2
+    np.testing.assert_allclose(loss, per_pixel[~shown].mean(), rtol=1e-4)
+
+
+def test_patch_mse_ignores_each_patch_brightness_and_contrast_and_its_reconstruction_puts_them_back():
+    """patch_mse's target is the same for an image and the image with every patch brightened and rescaled: only
+    the details inside a patch count. Logits equal to the target reconstruct the image exactly."""
+    rng = np.random.RandomState(1)
+    images = rng.rand(4, 64).astype(np.float32) * 0.5
+    offset = np.kron(rng.rand(4, 2, 2), np.ones((4, 4))).reshape(4, 64).astype(np.float32) * 0.4
+    scale = np.kron(rng.rand(4, 2, 2) + 0.5, np.ones((4, 4))).reshape(4, 64).astype(np.float32)
+    target = normalized_patches(images, 8, 4).astype(np.float32)
+    with tf.Graph().as_default(), tf.compat.v1.Session() as sess:
+        x, logits = tf.compat.v1.placeholder(tf.float32, [None, 64]), tf.constant(target)
+        loss = models.reconstruction_loss(x, logits, None, "patch_mse", (8, 8, 1), patch=4)
+        shown = models.patch_reconstruction(x, logits, (8, 8, 1), patch=4)
+        assert sess.run(loss, {x: images}) < 1e-8
+        assert sess.run(loss, {x: images * scale + offset}) < 1e-6
+        np.testing.assert_allclose(sess.run(shown, {x: images}), images, atol=1e-5)

@@ -20,13 +20,17 @@ from typing import NamedTuple, Optional
 import numpy as np
 from absl import logging
 
-from cae import augment, data, pretrain, restore, semi_supervised, session, train, transfer
+from cae import augment, data, models, pretrain, restore, semi_supervised, session, train, transfer
 from cae.config import PretrainConfig, TransferConfig
 from cae.errors import UserError
 
+EVERY_LAYER = "every layer"  # a Method's trainable_scopes: every conv of --encoder_filters, fc1 and logits
+
+
 class Method(NamedTuple):
     pretrained_on: Optional[str]  # "source", "other" (the cross-domain dataset) or None (scratch)
-    trainable_scopes: Optional[str]  # None: transfer_classify's default (every layer, a decoder too, when semi)
+    # EVERY_LAYER, a scope list, or None: transfer_classify's default (every layer, a decoder too, when semi)
+    trainable_scopes: Optional[str]
     fine_tune: bool  # the restored layers learn at --restored_lr_multiplier times the rate
     cache: bool  # frozen convs' features computed once
     augment: bool = False  # the experiment's augmentation (semi_supervised.augmentation's weak view)
@@ -34,16 +38,16 @@ class Method(NamedTuple):
 
 
 METHODS = {
-    "scratch": Method(None, transfer.ALL_SCOPES, False, False),
+    "scratch": Method(None, EVERY_LAYER, False, False),
     "frozen": Method("source", transfer.FROZEN_HEAD_SCOPES, False, True),
-    "fine-tuned": Method("source", transfer.ALL_SCOPES, True, False),
+    "fine-tuned": Method("source", EVERY_LAYER, True, False),
     "cross-domain frozen": Method("other", transfer.FROZEN_HEAD_SCOPES, False, True),
-    "cross-domain fine-tuned": Method("other", transfer.ALL_SCOPES, True, False),
+    "cross-domain fine-tuned": Method("other", EVERY_LAYER, True, False),
 }
 # At --semi_budgets: the semi-supervised run from the autoencoder, its fair baseline (scratch with the same
 # augmentation: what the unlabelled images add beyond augmentation), and the same run without the autoencoder.
 SEMI_METHODS = {
-    "scratch + augmentation": Method(None, transfer.ALL_SCOPES, False, False, augment=True),
+    "scratch + augmentation": Method(None, EVERY_LAYER, False, False, augment=True),
     "semi-supervised": Method("source", None, False, False, augment=True, semi={}),
     "semi-supervised from scratch": Method(None, None, False, False, augment=True,
                                            semi=dict(reconstruction_weight=0.0)),
@@ -52,7 +56,7 @@ SEMI_METHODS = {
 # + the reconstruction loss on the unlabelled images, + consistency (FixMatch and Mean Teacher: "semi-supervised").
 ABLATION = {
     "fine-tuned": METHODS["fine-tuned"],
-    "fine-tuned + augmentation": Method("source", transfer.ALL_SCOPES, True, False, augment=True),
+    "fine-tuned + augmentation": Method("source", EVERY_LAYER, True, False, augment=True),
     "semi-supervised, reconstruction only": Method("source", None, False, False, augment=True,
                                                    semi=dict(fixmatch_weight=0.0, consistency_weight=0.0)),
     "semi-supervised": SEMI_METHODS["semi-supervised"],
@@ -112,17 +116,23 @@ def data_settings(cfg):
     return dict(dataset=cfg.dataset)
 
 
+def model_settings(cfg):
+    """The encoder of every pretraining and run: --encoder_filters, --batch_norm."""
+    return dict(encoder_filters=cfg.encoder_filters, batch_norm=cfg.batch_norm)
+
+
 def pretrain_config(cfg, dataset, train_dir):
     """The autoencoder of ``dataset`` (a built-in name, or None for --image_dir), with the experiment's
     augmentation flags."""
     where = data_settings(cfg) if dataset is None else dict(dataset=dataset)
     return PretrainConfig(
-        **where, **augment.flags(augment.from_config(cfg)), train_dir=train_dir, epochs=cfg.pretrain_epochs,
+        **where, **augment.flags(augment.from_config(cfg)), **model_settings(cfg), train_dir=train_dir,
+        epochs=cfg.pretrain_epochs,
         batch_size=cfg.pretrain_batch_size, learning_rate=cfg.pretrain_learning_rate,
         lr_schedule=cfg.pretrain_lr_schedule, latent_size=cfg.latent_size, loss=cfg.loss,
-        input_noise=cfg.input_noise, input_cutout=cfg.input_cutout, seed=0, keep_checkpoints=1, save_every_steps=0,
-        summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
-        inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
+        input_noise=cfg.input_noise, input_cutout=cfg.input_cutout, input_mask=cfg.input_mask, seed=0,
+        keep_checkpoints=1, save_every_steps=0, summary_every_steps=100, projector_images=0,
+        intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
 
 
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, image_shape=(28, 28, 1),
@@ -141,12 +151,16 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, imag
         epochs, eval_every = schedule(cfg, num_examples)
         recipe = dict(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                       cache_features=m.cache and not any(settings.values()), eval_every_epochs=eval_every,
-                      restore_scopes="conv1,conv2" if m.pretrained_on else None)
+                      restore_scopes=None)  # transfer_classify's default: every conv
+    scopes = m.trainable_scopes
+    if scopes == EVERY_LAYER:
+        scopes = ",".join(models.classifier_scopes(cfg.filters))
     return TransferConfig(
-        **data_settings(cfg), **settings, **recipe, train_dir=train_dir,
-        checkpoint_path=checkpoint if m.pretrained_on else None, trainable_scopes=m.trainable_scopes,
+        **data_settings(cfg), **settings, **recipe, **model_settings(cfg), train_dir=train_dir,
+        checkpoint_path=checkpoint if m.pretrained_on else None, trainable_scopes=scopes,
+        class_weight=cfg.class_weight, select_by=cfg.select_by,
         lr_schedule=cfg.lr_schedule, restored_lr_multiplier=cfg.restored_lr_multiplier if m.fine_tune else 1.0,
-        labels_per_class=labels_per_class, patience=cfg.patience, seed=seed, keep_checkpoints=1,
+        labels_per_class=labels_per_class, patience=cfg.patience, seed=seed, keep_checkpoints=1, loss=cfg.loss,
         save_every_steps=0, summary_every_steps=100, projector_images=0, intra_op_threads=cfg.intra_op_threads,
         inter_op_threads=cfg.inter_op_threads, precision=cfg.precision)
 

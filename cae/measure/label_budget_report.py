@@ -1,4 +1,5 @@
-"""The label-budget report: a markdown table of mean +/- std test accuracy and a matplotlib plot."""
+"""The label-budget report: a markdown table of mean +/- std test accuracy (or the measure of --select_by) and a
+matplotlib plot."""
 
 import collections
 import dataclasses
@@ -32,13 +33,18 @@ def by_budget(values):
     return sorted(values.items(), key=lambda item: budget_order(item[0]))
 
 
-def summarize(results):
-    """{method: {budget: (mean, std, n, labels used, mean wall time)}} in first-seen order."""
+MEASURES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro F1"}
+
+
+def summarize(results, measure="accuracy"):
+    """{method: {budget: (mean, std, n, labels used, mean wall time)}} of test ``measure`` (a --select_by name), in
+    first-seen order."""
     groups = collections.defaultdict(lambda: collections.defaultdict(list))
     for r in results:
         groups[r["method"]][r["budget"]].append(r)
-    return {method: {budget: (float(np.mean([r["test_accuracy"] for r in rs])),
-                              float(np.std([r["test_accuracy"] for r in rs])), len(rs), rs[0]["num_labels"],
+    key = f"test_{measure}"
+    return {method: {budget: (float(np.mean([r[key] for r in rs])),
+                              float(np.std([r[key] for r in rs])), len(rs), rs[0]["num_labels"],
                               float(np.mean([r["wall_time_s"] + r["cache_time_s"] for r in rs])))
                      for budget, rs in by_budget.items()}
             for method, by_budget in groups.items()}
@@ -93,8 +99,8 @@ def semi_gains(summary):
     return lines
 
 
-def plot(summary, path, title):
-    """Accuracy vs number of labels, log x axis, one line per method with std error bars."""
+def plot(summary, path, title, measure="accuracy"):
+    """The measure vs number of labels, log x axis, one line per method with std error bars."""
     import matplotlib
     matplotlib.use("Agg")  # no display on servers and in CI
     import matplotlib.pyplot as plt
@@ -108,7 +114,7 @@ def plot(summary, path, title):
     axes.set_xticks(ticks, [str(t) for t in ticks])
     axes.minorticks_off()
     axes.set_xlabel("labelled training images")
-    axes.set_ylabel("test accuracy (%)")
+    axes.set_ylabel(f"test {MEASURES[measure]} (%)")
     axes.set_title(title)
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
@@ -123,10 +129,11 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
         os.makedirs(cfg.report_dir, exist_ok=True)
     except OSError as e:
         raise UserError(f"--report_dir={cfg.report_dir}: cannot create it ({e})") from None
-    summary = summarize(results)
+    measure = MEASURES[cfg.select_by]
+    summary = summarize(results, cfg.select_by)
     png = os.path.join(cfg.report_dir, "label_budget.png")
     name = os.path.basename(os.path.normpath(cfg.image_dir)) if cfg.image_dir else cfg.dataset
-    plot(summary, png, f"{name}: test accuracy vs labels ({cfg.seeds} seeds, mean +/- std)")
+    plot(summary, png, f"{name}: test {measure} vs labels ({cfg.seeds} seeds, mean +/- std)", cfg.select_by)
     settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                 if f.name not in ("data_dir", "other_data_dir", "work_dir", "report_dir")}
     per_class = bool(cfg.labels_per_class)
@@ -141,23 +148,23 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
     lines = [
         "# Label-budget experiment",
         "",
-        f"Test accuracy (%) on {name}, mean +/- std over {cfg.seeds} seeds"
+        f"Test {measure} (%) on {name}, mean +/- std over {cfg.seeds} seeds"
         + (" (**quick mode**: tiny data, not a result)" if cfg.quick else "") + ".",
         "",
         *table(summary, per_class),
         "",
-        "Gain over training from scratch (percentage points of mean test accuracy):",
+        f"Gain over training from scratch (percentage points of mean test {measure}):",
         "",
         *gains(summary),
         "",
         *([*semi_gains(summary), ""] if "semi-supervised" in summary else []),
-        "![accuracy vs labels](label_budget.png)",
+        f"![{measure} vs labels](label_budget.png)",
         "",
         subsets
-        + ("Runs stop early on validation accuracy; the test set is evaluated once per run, with the "
+        + (f"Runs stop early on validation {measure}; the test set is evaluated once per run, with the "
            "best-validation weights. " if cfg.patience else
            "Each run trains its whole learning-rate schedule; the test set is evaluated once per run, at its end. ")
-        + "frozen: pretrained conv1/conv2 frozen, fc1/logits trained on cached conv2 features; fine-tuned: every "
+        + "frozen: pretrained convs frozen, fc1/logits trained on cached features of the last conv; fine-tuned: every "
         "layer trained, the pretrained convs at learning_rate x restored_lr_multiplier"
         + (f"; cross-domain: the autoencoder was pretrained on {OTHER[cfg.dataset]} instead"
            if any(method.startswith("cross") for method in summary) else "") + "."
