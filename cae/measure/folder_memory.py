@@ -1,10 +1,10 @@
 """Peak memory of pretraining on image folders of different sizes: does it grow with the folder?
 
 For each folder, runs ``scripts/pretrain_cae.py --image_dir=<folder>`` in a fresh process for ``--epochs`` at
-``--image_size`` with any more ``--flags`` (twice with ``--twice``: the first run decodes the folder into the cache, the second reads the cache), each
-into a new train_dir under --work_dir, and prints one line per run: images, image size, seconds, images/s and the
-peak resident memory of the training process (``peak_rss_mb`` of its metrics.json) and of its whole process tree
-(the decode workers too). Example (the README's figures):
+``--image_size`` with any more ``--flags`` (twice with ``--twice``: the first run decodes the folder into the
+cache, the second reads the cache), each into a new train_dir under --work_dir, and prints one line per run:
+images, image size, seconds, images/s and the peak resident memory of the training process (``peak_rss_mb`` of
+its metrics.json) and of its whole process tree (the decode workers too). Example (the README's figures):
 
     python -m cae.measure.folder_memory --image_dirs=/data/15k,/data/150k --work_dir=/tmp/mem --twice
 
@@ -29,7 +29,8 @@ def measure(image_dir, train_dir, flags):
     start = time.time()
     done = subprocess.run([sys.executable, SCRIPT, f"--image_dir={image_dir}", f"--train_dir={train_dir}", *flags])
     if done.returncode:
-        raise SystemExit(f"pretrain_cae.py --image_dir={image_dir} failed (exit {done.returncode}): see its error above")
+        raise SystemExit(f"pretrain_cae.py --image_dir={image_dir} failed (exit {done.returncode}): "
+                         f"see its error above")
     seconds = time.time() - start
     tree = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     with open(os.path.join(train_dir, "metrics.json")) as f:
@@ -51,7 +52,8 @@ def main(argv=None):
     if os.path.exists(args.work_dir):
         print(f"--work_dir={args.work_dir}: exists; name a new one", file=sys.stderr)
         return 2
-    print("folder | run | training images | seconds | images/s | peak RSS training process (MiB) | peak RSS any process")
+    print("folder | run | training images | seconds | images/s | peak RSS training process (MiB) | "
+          "peak RSS any process")
     for n, image_dir in enumerate(args.image_dirs.split(",")):
         for attempt in range(2 if args.twice else 1):
             metrics, seconds, tree = measure(image_dir, os.path.join(args.work_dir, f"{n}-{attempt}"), flags)
