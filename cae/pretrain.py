@@ -5,7 +5,7 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from cae import augment, data, models, optimize, pipeline, progress, projector, summaries, train, train_dir
+from cae import augment, clones, data, models, optimize, pipeline, progress, projector, summaries, train, train_dir
 from cae import training_run
 
 v1 = tf.compat.v1
@@ -13,15 +13,17 @@ v1 = tf.compat.v1
 CUTOUT_STREAM = 3  # cae.augment.step_seed's stream of --input_cutout (0: the augmentation)
 
 
-def input_cutout(cfg, image_shape):
+def input_cutout(cfg, image_shape, clone=0):
     """--input_cutout's corruption of the encoder's input (None without it): a new square at every step, drawn as
-    the augmentation is, so a resumed run hides the same squares."""
+    the augmentation is, so a resumed run hides the same squares. Clone i > 0 (cae.clones) draws from seed
+    ``--seed + i * 2**32``, so its images do not get the squares of clone 0's."""
     if not cfg.input_cutout:
         return None
     step = v1.train.get_or_create_global_step()
+    seed = cfg.seed + (clone << 32)
 
     def corrupt(images):
-        return augment.cutout(images, image_shape, cfg.input_cutout, augment.step_seed(cfg.seed, step, CUTOUT_STREAM))
+        return augment.cutout(images, image_shape, cfg.input_cutout, augment.step_seed(seed, step, CUTOUT_STREAM))
     return corrupt
 
 
@@ -32,16 +34,22 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         v1.set_random_seed(cfg.seed)
         aug = augment.from_config(cfg)
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
-                                 augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
+                                 augment=augment.batch_augmenter(aug, image_shape, cfg.seed), shards=cfg.num_clones)
         training = models.training_mode() if cfg.batch_norm else False
-        model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
-                                   cfg.filters, cfg.batch_norm, training, input_cutout(cfg, image_shape))
+
+        def tower(clone, images):
+            model = models.autoencoder(images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
+                                       cfg.filters, cfg.batch_norm, training, input_cutout(cfg, image_shape, clone))
+            return model, model.loss
+
+        towers = clones.deploy(cfg.num_clones, cfg.clone_on_cpu, tower, batches.shards, batches.shares)
+        model = towers.clones[0].outputs  # evaluation, summaries and the projector feed clone 0 whole batches
         model_variables = models.model_variables()
         trained = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
-            train_op, _ = optimize.train_op(model.loss, trained, [], learning_rate, 1.0, global_step)
+            train_op, _ = optimize.train_op(model.loss, trained, [], learning_rate, 1.0, global_step, towers)
         # TensorBoard's view of the augmentation, on the fed validation images
         preview = []
         if aug.enabled:
@@ -57,9 +65,11 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             graph=graph, model=model, input=batches, metrics={"loss": model.loss}, global_step=global_step,
             learning_rate=learning_rate, train_op=train_op, model_variables=model_variables, restored=[],
             trained=trained, learning_rates={v.op.name: learning_rate for v in trained},
-            train_summary=summaries.train_scalars(model.loss, learning_rate), epoch_summary=epoch_summary,
+            train_summary=summaries.train_scalars(towers.total_loss, learning_rate), epoch_summary=epoch_summary,
             embedding=embedding, init=v1.global_variables_initializer(),
             saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints), restore_saver=None, best_saver=None,
+            # the training loss of every clone's part of the batch, not clone 0's alone
+            objective=towers.total_loss if cfg.num_clones > 1 else None,
             train_feed={training: True} if cfg.batch_norm else None)
 
 
@@ -70,6 +80,7 @@ def pretrain(cfg, datasets=None):
     created or written to.
     """
     summaries.check_every_steps(cfg.summary_every_steps)
+    clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
                                             limit_flag="max_train_examples")
