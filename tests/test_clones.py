@@ -66,20 +66,23 @@ def test_two_clones_train_the_weights_of_one_device(tmp_path, mnist):
     assert_same_weights(runs[1], runs[2], rtol=1e-5)
 
 
-def test_transfer_clones_with_an_uneven_last_batch_and_a_restored_layer(tmp_path, mnist):
+@pytest.mark.parametrize("count", [321, 323])
+def test_transfer_clones_with_an_uneven_last_batch_and_a_restored_layer(tmp_path, mnist, count):
     """Fine-tuning as transfer_classify does it (conv1 frozen, conv2 restored at a tenth of the rate on its own
-    Adam, balanced class weights) over 321 images: an epoch's last batch is one image, so clone 1 gets none (share
-    0) and clone 0 the whole gradient, as with one device."""
+    Adam, balanced class weights, augmentation). An epoch's last batch is smaller: of 321 images one, so clone 1
+    gets none (share 0) and clone 0 the whole gradient; of 323 three, split 2 and 1 and weighted 2/3 and 1/3 (an
+    unweighted average would not match). The augmentation is drawn on the whole batch before the split, so both
+    runs see the same shifted images."""
     checkpoint = save_autoencoder_checkpoint(tmp_path / "cae")
-    small = first(mnist, 321)
+    small = first(mnist, count)
     runs = {}
     for num_clones in (1, 2):
         train_dir = tmp_path / f"clones{num_clones}"
         metrics = transfer(TransferConfig(train_dir=str(train_dir), checkpoint_path=checkpoint, epochs=2,
                                           batch_size=32, learning_rate=1e-3, lr_schedule="constant",
                                           trainable_scopes="conv2,fc1,logits", restored_lr_multiplier=0.1,
-                                          class_weight="balanced", projector_images=0, num_clones=num_clones,
-                                          clone_on_cpu=True), small)
+                                          class_weight="balanced", random_translate=2.0, projector_images=0,
+                                          num_clones=num_clones, clone_on_cpu=True), small)
         assert metrics["steps"] == 22
         runs[num_clones] = weights(train_dir)
     assert "conv2/kernel/Adam_restored" in runs[2]
