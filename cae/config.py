@@ -14,7 +14,7 @@ added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command tha
     AugmentConfig   random_translate, random_crop, random_scale, flips, random_rotate, brightness, contrast, hue,
                     saturation
     RunConfig(DataConfig, SessionConfig, AugmentConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch,
-        learning rate
+        learning rate, encoder, num_clones/clone_on_cpu
         PretrainConfig, TransferConfig     the two workflow steps
     ExtractConfig(DataConfig, SessionConfig), BenchmarkConfig(IdxDataConfig, SessionConfig)
     ExportConfig, InspectConfig, ExperimentConfig, TimeToAccuracyConfig, SummaryOverheadConfig
@@ -190,6 +190,12 @@ class RunConfig(DataConfig, SessionConfig, AugmentConfig):
     batch_norm: bool = option(False, "Batch-normalize every conv of the encoder (variables named as "
                                      "tf.layers.batch_normalization names them; frozen layers use the moving "
                                      "averages).")
+    # TF-Slim's model_deploy flags (cae.clones): one model, its batch split over several devices of one process
+    num_clones: int = option(1, "Split every training batch over this many towers on as many GPUs (or CPU devices "
+                                "with --clone_on_cpu) and average their gradients; same variables and checkpoints "
+                                "as one device. --batch_size must divide by it.", check=at_least(1))
+    clone_on_cpu: bool = option(False, "With --num_clones: put the towers on CPU devices /device:CPU:0, 1, ... of "
+                                       "the session instead of GPUs.")
 
     @property
     def filters(self):
@@ -323,7 +329,9 @@ class TransferConfig(RunConfig):
                   FROZEN_HEAD_RECIPE if frozen_default else RECIPE)
         given = {name: getattr(self, name) for name in Recipe._fields if getattr(self, name) is not None}
         # retrain.py's rule: augmented images change every step, so no cache of their features can serve.
-        cache = (frozen_default and not self.augmenting) if self.cache_features is None else self.cache_features
+        # Clones split the frozen layers' batches; cached features would feed the head whole ones.
+        cache = ((frozen_default and not self.augmenting and self.num_clones == 1) if self.cache_features is None
+                 else self.cache_features)
         unlabeled_batch = self.unlabeled_batch_size or SEMI_SUPERVISED_UNLABELED_BATCH
         return dataclasses.replace(self, **dict(recipe._asdict(), **given), cache_features=cache,
                                    unlabeled_batch_size=unlabeled_batch)

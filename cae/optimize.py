@@ -12,28 +12,37 @@ v1 = tf.compat.v1
 RESTORED_OPTIMIZER_NAME = "Adam_restored"
 
 
-def train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step):
+def train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step, towers=None):
     """One op that takes one step on every trained variable and increments global_step once, and runs the
     graph's UPDATE_OPS (batch normalization's moving averages of the layers in training mode).
 
+    ``towers`` (cae.clones.Towers) of more than one clone replace ``loss``'s gradients by the clones' average,
+    and the UPDATE_OPS by clone 0's.
+
     Returns (op, {variable name: its learning-rate tensor}).
     """
-    op, rates = _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step)
-    updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS)
+    towers = towers if towers is not None and len(towers.clones) > 1 else None
+    gradients = towers.gradients if towers else None
+    op, rates = _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step, gradients)
+    updates = towers.update_ops if towers else v1.get_collection(v1.GraphKeys.UPDATE_OPS)
     return (tf.group(op, *updates, name="train_and_update_moving_averages") if updates else op), rates
 
 
-def _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step):
+def _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step, gradients_of=None):
     restored_names = {v.op.name for v in restored}
     slow = [v for v in trained if v.op.name in restored_names] if restored_lr_multiplier != 1.0 else []
     fast = [v for v in trained if v.op.name not in {s.op.name for s in slow}]
     rates = {v.op.name: learning_rate for v in fast}
-    if not slow:
+    if not slow and gradients_of is None:
         op = v1.train.AdamOptimizer(learning_rate).minimize(loss, var_list=fast, global_step=global_step)
+        return op, rates
+    if not slow:
+        op = v1.train.AdamOptimizer(learning_rate).apply_gradients(list(zip(gradients_of(fast), fast)),
+                                                                   global_step=global_step)
         return op, rates
     slow_rate = tf.multiply(learning_rate, restored_lr_multiplier, name="restored_learning_rate")
     rates.update({v.op.name: slow_rate for v in slow})
-    gradients = tf.gradients(loss, fast + slow)
+    gradients = gradients_of(fast + slow) if gradients_of else tf.gradients(loss, fast + slow)
     apply_slow = v1.train.AdamOptimizer(slow_rate, name=RESTORED_OPTIMIZER_NAME).apply_gradients(
         list(zip(gradients[len(fast):], slow)))
     if not fast:

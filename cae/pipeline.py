@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from cae import data, train
+from cae import clones, data, train
 
 v1 = tf.compat.v1
 
@@ -62,6 +62,10 @@ class Input(NamedTuple):
     held: dict
 
     unlabeled: tf.Tensor = None  # UNLABELED_IN, the unlabelled batch of a semi-supervised graph
+    # Each clone's part of the training batch (cae.clones): (images, labels) or (images,); the first is
+    # (IMAGE_IN, LABELS), whose defaults are clone 0's part, so a fed evaluation batch reaches clone 0 whole.
+    shards: list = None
+    shares: list = None  # each clone's fraction of the training batch (None: one clone)
 
     def start(self, sess, split, orders, batch_size, first_step=0):
         """(Re)start the iterator: batches of ``batch_size`` examples of ``split``, in the order of each array of
@@ -142,12 +146,15 @@ def _read(held, name, row, num_pixels, with_labels):
     return {"images": images, "labels": labels}
 
 
-def build(num_pixels, with_labels=True, augment=None, unlabeled=False):
+def build(num_pixels, with_labels=True, augment=None, unlabeled=False, shards=1):
     """Add the pipeline for flattened images of ``num_pixels`` values to the default graph; returns its Input.
 
     ``augment(images) -> images`` (cae.augment) is applied to each training batch under IMAGE_IN; with
     ``unlabeled`` the iterator also brings an unlabelled batch, UNLABELED_IN (not augmented here: its views are
-    the semi-supervised graph's)."""
+    the semi-supervised graph's). ``shards`` > 1 splits each training batch, after its augmentation (so it draws
+    what one device would), into that many parts, one per clone (cae.clones)."""
+    if unlabeled and shards > 1:
+        raise ValueError("a semi-supervised batch is not split over clones")
     held = {}
     with v1.name_scope("INPUT"):
         rows = {"train": v1.placeholder(tf.int64, [None, None], name="batch_rows")}  # see batch_rows: -1 pads
@@ -167,8 +174,13 @@ def build(num_pixels, with_labels=True, augment=None, unlabeled=False):
         iterator = v1.data.make_initializable_iterator(dataset.prefetch(1).with_options(_fixed_threads()))
         batch = iterator.get_next()
         train_images = augment(batch["images"]) if augment else batch["images"]
-    images = v1.placeholder_with_default(train_images, [None, num_pixels], name="IMAGE_IN")
-    labels = v1.placeholder_with_default(batch["labels"], [None], name="LABELS") if with_labels else None
+        parts, shares = [[train_images] + ([batch["labels"]] if with_labels else [])], None
+        if shards > 1:
+            parts, shares = clones.split(parts[0], shards)
+    images = v1.placeholder_with_default(parts[0][0], [None, num_pixels], name="IMAGE_IN")
+    labels = v1.placeholder_with_default(parts[0][1], [None], name="LABELS") if with_labels else None
     unlabeled_images = (v1.placeholder_with_default(batch["unlabeled"], [None, num_pixels], name="UNLABELED_IN")
                         if unlabeled else None)
-    return Input(images, labels, iterator.initializer, rows, held, unlabeled_images)
+    first = (images, labels) if with_labels else (images,)
+    return Input(images, labels, iterator.initializer, rows, held, unlabeled_images,
+                 [first, *map(tuple, parts[1:])], shares)

@@ -5,7 +5,7 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from cae import augment, data, models, optimize, pipeline, progress, projector, summaries, train, train_dir
+from cae import augment, clones, data, models, optimize, pipeline, progress, projector, summaries, train, train_dir
 from cae import training_run
 
 v1 = tf.compat.v1
@@ -14,7 +14,13 @@ CUTOUT_STREAM = 3  # cae.augment.step_seed's stream of --input_cutout (0: the au
 MASK_STREAM = 4  # ... of --input_mask
 
 
-def input_cutout(cfg, image_shape):
+def clone_seed(cfg, clone):
+    """The seed of clone ``clone``'s own random draws (cae.clones): --seed for clone 0, ``--seed + i * 2**32`` for
+    clone i, so its images do not get the squares or patches of clone 0's."""
+    return cfg.seed + (clone << 32)
+
+
+def input_cutout(cfg, image_shape, clone=0):
     """--input_cutout's corruption of the encoder's input (None without it): a new square at every step, drawn as
     the augmentation is, so a resumed run hides the same squares."""
     if not cfg.input_cutout:
@@ -22,11 +28,12 @@ def input_cutout(cfg, image_shape):
     step = v1.train.get_or_create_global_step()
 
     def corrupt(images):
-        return augment.cutout(images, image_shape, cfg.input_cutout, augment.step_seed(cfg.seed, step, CUTOUT_STREAM))
+        return augment.cutout(images, image_shape, cfg.input_cutout,
+                              augment.step_seed(clone_seed(cfg, clone), step, CUTOUT_STREAM))
     return corrupt
 
 
-def input_mask(cfg, image_shape):
+def input_mask(cfg, image_shape, clone=0):
     """--input_mask's hidden patches (None without it): images -> their mask, new patches at every step, drawn as
     the augmentation is. A patch is the square one code cell covers (2^N pixels for N convs)."""
     if not cfg.input_mask:
@@ -35,7 +42,7 @@ def input_mask(cfg, image_shape):
 
     def hide(images):
         return augment.patch_mask(tf.shape(images)[0], image_shape, models.stride(cfg.filters), cfg.input_mask,
-                                  augment.step_seed(cfg.seed, step, MASK_STREAM))
+                                  augment.step_seed(clone_seed(cfg, clone), step, MASK_STREAM))
     return hide
 
 
@@ -51,17 +58,23 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         v1.set_random_seed(cfg.seed)
         aug = augment.from_config(cfg)
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
-                                 augment=augment.batch_augmenter(aug, image_shape, cfg.seed))
+                                 augment=augment.batch_augmenter(aug, image_shape, cfg.seed), shards=cfg.num_clones)
         training = models.training_mode() if cfg.batch_norm else False
-        model = models.autoencoder(batches.images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
-                                   cfg.filters, cfg.batch_norm, training, input_cutout(cfg, image_shape),
-                                   input_mask(cfg, image_shape))
+
+        def tower(clone, images):
+            model = models.autoencoder(images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
+                                       cfg.filters, cfg.batch_norm, training, input_cutout(cfg, image_shape, clone),
+                                       input_mask(cfg, image_shape, clone))
+            return model, model.loss
+
+        towers = clones.deploy(cfg.num_clones, cfg.clone_on_cpu, tower, batches.shards, batches.shares)
+        model = towers.clones[0].outputs  # evaluation, summaries and the projector feed clone 0 whole batches
         model_variables = models.model_variables()
         trained = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
-            train_op, _ = optimize.train_op(model.loss, trained, [], learning_rate, 1.0, global_step)
+            train_op, _ = optimize.train_op(model.loss, trained, [], learning_rate, 1.0, global_step, towers)
         # TensorBoard's view of the augmentation, on the fed validation images
         preview = []
         if aug.enabled:
@@ -78,9 +91,11 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             graph=graph, model=model, input=batches, metrics={"loss": model.loss}, global_step=global_step,
             learning_rate=learning_rate, train_op=train_op, model_variables=model_variables, restored=[],
             trained=trained, learning_rates={v.op.name: learning_rate for v in trained},
-            train_summary=summaries.train_scalars(model.loss, learning_rate), epoch_summary=epoch_summary,
+            train_summary=summaries.train_scalars(towers.total_loss, learning_rate), epoch_summary=epoch_summary,
             embedding=embedding, init=v1.global_variables_initializer(),
             saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints), restore_saver=None, best_saver=None,
+            # the training loss of every clone's part of the batch, not clone 0's alone
+            objective=towers.total_loss if cfg.num_clones > 1 else None,
             train_feed={training: True} if cfg.batch_norm else None)
 
 
@@ -91,6 +106,7 @@ def pretrain(cfg, datasets=None):
     created or written to.
     """
     summaries.check_every_steps(cfg.summary_every_steps)
+    clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
     train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
                                             limit_flag="max_train_examples")

@@ -4,6 +4,8 @@ import tensorflow as tf
 from absl import logging
 from tensorflow.core.protobuf import rewriter_config_pb2
 
+from cae import clones
+
 v1 = tf.compat.v1
 
 # CPU flags (Linux /proc/cpuinfo) of the instructions oneDNN runs bfloat16 matrix products with; without them it
@@ -12,13 +14,14 @@ BFLOAT16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def config_proto(gpu_memory_fraction=0.2, allow_growth=False, intra_op_threads=0, inter_op_threads=0,
-                 precision="float32"):
+                 precision="float32", cpu_devices=1):
     """ConfigProto whose GPUOptions cap this process at a fraction of each GPU's memory.
 
     The fraction matters on a shared GPU (TensorFlow otherwise takes nearly all of it); on a CPU-only machine it
     is carried but has no effect. Thread counts of 0 let TensorFlow pick one per core. ``mixed_bfloat16`` turns
     on Grappler's oneDNN bfloat16 rewrite: convolutions and matrix products of the CPU run in bfloat16 between
     inserted Casts, while every variable, its gradient's update and so every checkpoint stay float32.
+    ``cpu_devices`` > 1 gives the session that many CPU devices (/device:CPU:0, 1, ...) for --clone_on_cpu.
     """
     gpu_options = v1.GPUOptions(per_process_gpu_memory_fraction=gpu_memory_fraction, allow_growth=allow_growth)
     proto = v1.ConfigProto(gpu_options=gpu_options,
@@ -28,6 +31,8 @@ def config_proto(gpu_memory_fraction=0.2, allow_growth=False, intra_op_threads=0
         proto.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
     elif precision != "float32":
         raise ValueError(f"unknown precision {precision!r}")
+    if cpu_devices > 1:
+        proto.device_count["CPU"] = cpu_devices
     return proto
 
 
@@ -61,6 +66,7 @@ def precision_to_run(precision, fallback="training in float32 instead"):
 
 def config_proto_for(cfg):
     """The session config of any config.SessionConfig (pretrain, transfer, extract, benchmark), in the precision
-    this machine runs (precision_to_run)."""
+    this machine runs (precision_to_run), with the CPU devices of a training run's --clone_on_cpu."""
+    cpu_devices = clones.session_cpu_devices(getattr(cfg, "num_clones", 1), getattr(cfg, "clone_on_cpu", False))
     return config_proto(cfg.gpu_memory_fraction, cfg.allow_growth, cfg.intra_op_threads, cfg.inter_op_threads,
-                        precision_to_run(cfg.precision))
+                        precision_to_run(cfg.precision), cpu_devices)

@@ -9,8 +9,8 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from cae import augment, class_metrics, data, features, model_info, models, optimize, pipeline, projector, restore
-from cae import progress, semi_supervised, summaries, train, train_dir, training_run
+from cae import augment, class_metrics, clones, data, features, model_info, models, optimize, pipeline, projector
+from cae import progress, restore, semi_supervised, summaries, train, train_dir, training_run
 from cae.config import PretrainConfig
 from cae.errors import UserError
 
@@ -60,23 +60,36 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         augment_batch = augment.batch_augmenter(aug, image_shape, cfg.seed)
         global_step = v1.train.get_or_create_global_step() if augment_batch or cfg.semi_supervised else None
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=True, augment=augment_batch,
-                                 unlabeled=cfg.semi_supervised)
+                                 unlabeled=cfg.semi_supervised, shards=cfg.num_clones)
         training_feed, training = None, False
         if cfg.batch_norm:  # trained convs normalize by their batch in a training step; frozen ones never do
             switch = models.training_mode()
             trains = restore.scope_regex(trainable_scopes(cfg, latent_size), "trainable_scopes")
             training = {scope: switch for scope in models.conv_scopes(cfg.filters) if trains.match(f"{scope}/")}
             training_feed = {switch: True}
-        semi = None
+        semi, towers = None, None
         if cfg.semi_supervised:
             semi = semi_supervised.build(batches, cfg, aug, image_shape, num_classes,
                                          latent_size, global_step, total_steps,
                                          class_weights, training)
             model = semi.evaluated
+            loss, accuracy = models.classification_loss(model.logits, batches.labels)
+            objective = semi.total
         else:
-            model = models.classifier(batches.images, num_classes, image_shape=image_shape, filters=cfg.filters,
-                                      batch_norm=cfg.batch_norm, training=training)
-        loss, accuracy = models.classification_loss(model.logits, batches.labels)
+            def tower(clone, images, labels):
+                model = models.classifier(images, num_classes, image_shape=image_shape, filters=cfg.filters,
+                                          batch_norm=cfg.batch_norm, training=training)
+                loss, accuracy = models.classification_loss(model.logits, labels)
+                objective = loss
+                if class_weights is not None:
+                    with v1.name_scope("WEIGHTED_LOSS"):
+                        objective = models.cross_entropy(model.logits, labels, class_weights)
+                return (model, loss, accuracy, objective), objective
+
+            towers = clones.deploy(cfg.num_clones, cfg.clone_on_cpu, tower, batches.shards, batches.shares)
+            # evaluation, summaries and the projector feed clone 0 whole batches; training shows every clone's loss
+            model, loss, accuracy, objective = towers.clones[0].outputs
+            objective = towers.total_loss if cfg.num_clones > 1 else objective
         # Captured before the optimizer exists: the model's own weights (and batch normalization's moving
         # averages, restored with their layer), never slots, the teacher's averages or global_step.
         model_variables = models.model_variables()
@@ -84,14 +97,10 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
                     if cfg.checkpoint_path else [])
         trained = restore.select(v1.trainable_variables(), trainable_scopes(cfg, latent_size), "trainable_scopes")
         global_step = v1.train.get_or_create_global_step()
-        objective = semi.total if semi else loss
-        if class_weights is not None and not semi:
-            with v1.name_scope("WEIGHTED_LOSS"):
-                objective = models.cross_entropy(model.logits, batches.labels, class_weights)
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
             train_op, learning_rates = optimize.train_op(objective, trained, restored, learning_rate,
-                                                         cfg.restored_lr_multiplier, global_step)
+                                                         cfg.restored_lr_multiplier, global_step, towers)
         after_restore = None
         if semi and semi.averages:
             averaged = [v for v in model_variables if v.op.name in semi.averages]
@@ -146,6 +155,12 @@ def initialize(sess, g, cfg):
 
 def check_options(cfg):
     """The semi-supervised and augmentation flags that cannot go together; returns cfg (cache_features settled)."""
+    if cfg.num_clones > 1 and cfg.semi_supervised:
+        raise UserError(f"--num_clones={cfg.num_clones} with --semi_supervised: a semi-supervised step is not split "
+                        f"over clones yet; drop one of them")
+    if cfg.num_clones > 1 and cfg.cache_features:
+        raise UserError(f"--num_clones={cfg.num_clones} with --cache_features: cached features train the head "
+                        f"alone on fed batches, which clones cannot split; drop one of them")
     if cfg.semi_supervised and cfg.cache_features:
         raise UserError("--semi_supervised with --cache_features: a semi-supervised run trains the encoder on "
                         "augmented views at every step, so no feature cache can serve; drop --cache_features")
@@ -264,6 +279,7 @@ def transfer(cfg, datasets=None):
     """
     cfg = check_options(cfg.settled())
     summaries.check_every_steps(cfg.summary_every_steps)
+    clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
     train_dir.check_writable(cfg.train_dir)
     check_encoder(cfg)
     latent_size = decoder_latent_size(cfg)
