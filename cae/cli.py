@@ -105,7 +105,10 @@ def _quiet_tensorflow():
     """
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    # A cluster's gRPC runtime warns of every step rendezvous it cancels (each end of an evaluation, the job's end,
+    # and three lines per RPC of a task that stopped): a cluster task shows errors only, and the Watch's one line.
+    in_cluster = ("job_name" in FLAGS and FLAGS["job_name"].present) or os.environ.get("TF_CONFIG")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if in_cluster else "1")
     sys.stderr.flush()
     saved_stderr = os.dup(2)
     with tempfile.TemporaryFile() as held:

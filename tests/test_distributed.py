@@ -72,7 +72,7 @@ class Job:
 
     def lines(self, task):
         with open(self.err(task)) as f:
-            return [line for line in f.read().splitlines() if "rendezvous" not in line]
+            return f.read().splitlines()
 
     def wait(self, timeout=TIMEOUT):
         """{task: exit status} once every task has ended; kills them all and fails after ``timeout``."""
@@ -189,6 +189,26 @@ def test_killed_worker_stops_the_job_with_one_line_and_the_same_commands_resume(
     assert json.load(open(os.path.join(train_dir, "metrics.json")))["steps"] == 160
 
 
+def test_killed_ps_stops_both_workers_with_one_line(tmp_path, mnist_dir, jobs):
+    """kill -9 the ps after the first checkpoint: each worker's last stderr line names /job:ps/task:0, exit 1, no
+    traceback, and the train_dir's checkpoints stay readable."""
+    train_dir = str(tmp_path / "run")
+    job = jobs("pretrain_cae.py", [*PRETRAIN, "--epochs=6", "--save_every_steps=5", f"--train_dir={train_dir}"],
+               str(tmp_path / "logs"), mnist_dir)
+    log = os.path.join(train_dir, "log.txt")
+    deadline = time.monotonic() + TIMEOUT
+    while not saved_steps(log) and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in job.processes.values()), {t: job.lines(t)[-5:] for t in job.processes}
+        time.sleep(0.05)
+    job.processes["ps:0"].send_signal(signal.SIGKILL)
+    codes = job.wait()
+    for task in ("worker:0", "worker:1"):
+        assert codes[task] == cluster.TASK_LOST_EXIT, job.lines(task)[-5:]
+        assert job.lines(task)[-1] == f"error: {cluster.lost_message('/job:ps/task:0', job.addresses[0])}"
+        assert "Traceback" not in "\n".join(job.lines(task))
+    assert tf.train.load_checkpoint(tf.train.latest_checkpoint(train_dir)).get_tensor("global_step") >= 5
+
+
 # ---- bad input: one error line naming the flag or variable, exit 2, nothing written ----
 
 def test_cluster_flags_parse():
@@ -272,3 +292,16 @@ def test_bad_cluster_through_the_script(tmp_path, mnist_dir, monkeypatch, args, 
     result = run_cli("pretrain_cae.py", *args, f"--train_dir={train_dir}", "--max_train_examples=64",
                      data_dir=mnist_dir, timeout=120)
     assert_rejected(result, train_dir, before, expected)
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ({"num_clones": 2, "clone_on_cpu": True}, "--num_clones=2 with --worker_hosts with 2 workers"),
+    ({"patience": 2}, "--patience with --worker_hosts with 2 workers"),
+    ({"semi_supervised": True}, "--semi_supervised with --worker_hosts"),
+    ({"cache_features": True}, "--cache_features with --worker_hosts"),
+])
+def test_settings_a_cluster_cannot_run(setting, expected):
+    from cae import distributed
+    task = cluster.from_flags("127.0.0.1:1", "127.0.0.1:2,127.0.0.1:3", "worker", 0)
+    with pytest.raises(UserError, match=re.escape(expected)):
+        distributed.check(task, TransferConfig(**setting))
