@@ -189,6 +189,13 @@ def wait_for_peers(task, clock=time.monotonic, sleep=time.sleep):
         sleep(0.2)
 
 
+def wait_until_gone(addresses, timeout=30.0):
+    """Return once nothing answers at any of ``addresses`` (their tasks have ended), or after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while any(answers(a, timeout=0.5) for a in addresses) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 class Watch:
     """A daemon thread that probes the peers every ``interval`` s once started. A peer that stops answering
     (twice in a row) ends this process: one line on stderr and exit TASK_LOST_EXIT, unless ``stop()`` came first

@@ -172,3 +172,6 @@ def serve(task, config=None):
             done = _done_queue("ps", task.index).dequeue()
         with v1.Session(join.target, graph=graph, config=join.config) as sess:
             sess.run(done)
+        join.watch.stop()
+        # the workers' last calls (a worker's dequeue of its own "done" token) are served here: end after them
+        cluster.wait_until_gone(task.workers)

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cae import cluster, pretrain as cae_pretrain
-from cae.config import PretrainConfig, TransferConfig
+from cae import cluster
+from cae.config import ExportConfig, PretrainConfig, TransferConfig
 from cae.errors import UserError
 from cae.pretrain import pretrain
 from cae.transfer import transfer
@@ -181,7 +181,11 @@ def test_killed_worker_stops_the_job_with_one_line_and_the_same_commands_resume(
     assert json.load(open(os.path.join(train_dir, "metrics.json")))["steps"] == 120
     assert tf.train.latest_checkpoint(train_dir).endswith("model.ckpt-120")
 
-    # ... and its checkpoints are a one-process run's: one process trains on from them
+    # ... and its checkpoints are a one-process run's: export takes them, and one process trains on from them
+    from cae.export import export
+    assert export(ExportConfig(checkpoint_path=train_dir, export_dir=str(tmp_path / "export" / "1"))).endswith(
+        "model.ckpt-120")
+    assert os.path.exists(tmp_path / "export" / "1" / "saved_model.pb")
     result = run_cli("transfer_classify.py", *[a.replace("--epochs=3", "--epochs=4") for a in args],
                      data_dir=mnist_dir, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-3000:]
