@@ -155,7 +155,9 @@ def test_killed_worker_stops_the_job_with_one_line_and_the_same_commands_resume(
     checkpoint and train to the end, and a one-process run resumes from that train_dir too."""
     train_dir = str(tmp_path / "run")
     args = [*TRANSFER, f"--train_dir={train_dir}"]
-    job = jobs("transfer_classify.py", args, str(tmp_path / "logs"), mnist_dir)
+    # the other tasks as on machines of their own: labels.txt, events, checkpoints all come from the chief
+    own = {"ps:0": str(tmp_path / "ps0"), "worker:1": str(tmp_path / "worker1"), "worker:0": train_dir}
+    job = jobs("transfer_classify.py", args, str(tmp_path / "logs"), mnist_dir, train_dirs=own)
     log = os.path.join(train_dir, "log.txt")
     deadline = time.monotonic() + TIMEOUT
     while not saved_steps(log) and time.monotonic() < deadline:
@@ -173,8 +175,11 @@ def test_killed_worker_stops_the_job_with_one_line_and_the_same_commands_resume(
     assert 10 <= last < 120
 
     offset = os.path.getsize(log)
-    again = jobs("transfer_classify.py", args, str(tmp_path / "logs2"), mnist_dir, addresses=job.addresses)
+    again = jobs("transfer_classify.py", args, str(tmp_path / "logs2"), mnist_dir, addresses=job.addresses,
+                 train_dirs=own)
     assert again.wait() == {"ps:0": 0, "worker:1": 0, "worker:0": 0}, {t: again.lines(t)[-5:] for t in job.processes}
+    assert not os.path.exists(own["ps:0"]) and not os.path.exists(own["worker:1"])
+    assert {"labels.txt", "metrics.json", "checkpoint", "log.txt"} <= set(os.listdir(train_dir))
     with open(log) as f:
         f.seek(offset)
         assert f"resumed all variables from {train_dir}/model.ckpt-{last}" in f.read()
