@@ -45,8 +45,9 @@ def free_addresses(count):
 class Job:
     """A 1-ps/2-worker job of ``script`` as local processes; each task's stderr in <logs>/<task>.err."""
 
-    def __init__(self, script, args, logs, data_dir, addresses=None, train_dirs=None):
+    def __init__(self, script, args, logs, data_dir, addresses=None, train_dirs=None, tf_config=False):
         self.script, self.args, self.logs, self.data_dir = script, args, logs, data_dir
+        self.tf_config = tf_config  # each task's cluster from $TF_CONFIG instead of the flags
         self.addresses = addresses or free_addresses(3)
         self.train_dirs = train_dirs  # {task: its --train_dir}: a worker of another machine has its own
         self.processes = {}
@@ -54,6 +55,8 @@ class Job:
 
     def flags(self, task):
         job, index = task.split(":")
+        if self.tf_config:
+            return [f"--train_dir={self.train_dirs[task]}"] if self.train_dirs else []
         return [f"--ps_hosts={self.addresses[0]}", f"--worker_hosts={self.addresses[1]},{self.addresses[2]}",
                 f"--job_name={job}", f"--task_index={index}",
                 *([f"--train_dir={self.train_dirs[task]}"] if self.train_dirs else [])]
@@ -61,6 +64,10 @@ class Job:
     def start(self):
         env = dict(os.environ, CAE_DATA_DIR=self.data_dir)
         for task in ("ps:0", "worker:1", "worker:0"):  # any order works: each waits for the others
+            if self.tf_config:
+                job, index = task.split(":")
+                env["TF_CONFIG"] = json.dumps({"cluster": {"ps": self.addresses[:1], "worker": self.addresses[1:]},
+                                               "task": {"type": job, "index": int(index)}})
             with open(self.err(task), "w") as err:
                 self.processes[task] = subprocess.Popen(
                     [sys.executable, os.path.join(REPO, "scripts", self.script), *self.args, *self.flags(task)],
@@ -199,11 +206,11 @@ def test_killed_worker_stops_the_job_with_one_line_and_the_same_commands_resume(
 
 
 def test_killed_ps_stops_both_workers_with_one_line(tmp_path, mnist_dir, jobs):
-    """kill -9 the ps after the first checkpoint: each worker's last stderr line names /job:ps/task:0, exit 1, no
-    traceback, and the train_dir's checkpoints stay readable."""
+    """A job whose tasks read the cluster from $TF_CONFIG; kill -9 the ps after the first checkpoint: each worker's
+    last stderr line names /job:ps/task:0, exit 1, no traceback, and the train_dir's checkpoints stay readable."""
     train_dir = str(tmp_path / "run")
     job = jobs("pretrain_cae.py", [*PRETRAIN, "--epochs=6", "--save_every_steps=5", f"--train_dir={train_dir}"],
-               str(tmp_path / "logs"), mnist_dir)
+               str(tmp_path / "logs"), mnist_dir, tf_config=True)
     log = os.path.join(train_dir, "log.txt")
     deadline = time.monotonic() + TIMEOUT
     while not saved_steps(log) and time.monotonic() < deadline:
