@@ -115,7 +115,8 @@ def pretrain(cfg, datasets=None):
     distributed.check(task, cfg)
     if task and task.job == "ps":
         return distributed.serve(task, session.config_proto_for(cfg))
-    train_dir.check_writable(cfg.train_dir)
+    if task is None or task.is_chief:  # the chief alone writes there; another worker's machine may lack it
+        train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
                                             limit_flag="max_train_examples")
     models.check_image_size(cfg.filters, datasets.image_shape, f"--encoder_filters={cfg.encoder_filters}")

@@ -290,7 +290,8 @@ def transfer(cfg, datasets=None):
     clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
     if task and task.job == "ps":
         return distributed.serve(task, session.config_proto_for(cfg))
-    train_dir.check_writable(cfg.train_dir)
+    if task is None or task.is_chief:  # the chief alone writes there; another worker's machine may lack it
+        train_dir.check_writable(cfg.train_dir)
     check_encoder(cfg)
     latent_size = decoder_latent_size(cfg)
     datasets, unlabeled = load_data(cfg, datasets)

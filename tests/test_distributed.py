@@ -119,6 +119,8 @@ def test_two_workers_pretrain_one_model_synchronously_and_only_the_chief_writes(
     averaged gradients are the whole batch's up to float32's summation order); the other tasks wrote nothing to
     their own train_dirs; a one-process transfer_classify restores the convs bit-for-bit."""
     dirs = {task: str(tmp_path / task.replace(":", "")) for task in ("ps:0", "worker:0", "worker:1")}
+    (tmp_path / "a_file").write_text("")
+    dirs["worker:1"] = str(tmp_path / "a_file" / "run")  # one process would reject it: only the chief writes
     job = jobs("pretrain_cae.py", PRETRAIN, str(tmp_path / "logs"), mnist_dir, train_dirs=dirs)
     assert job.wait() == {"ps:0": 0, "worker:1": 0, "worker:0": 0}, {t: job.lines(t)[-5:] for t in dirs}
     assert not os.path.exists(dirs["worker:1"]) and not os.path.exists(dirs["ps:0"])
