@@ -2,10 +2,10 @@
 
 Data (cae.data: MNIST-format files or your own image folder) -> model graph (cae.layers, cae.models) ->
 restore/freeze (cae.restore, cae.optimize, cae.features) -> train loop (cae.training_run, cae.train, cae.session,
-cae.progress; cae.clones splits a batch over devices) -> summaries (cae.summaries, cae.projector). The workflow
-steps are cae.pretrain and cae.transfer; after training: cae.export, cae.predict, cae.extract,
-cae.inspect_checkpoint. Settings are cae.config dataclasses, entry points live in cae.cli. Measuring tools
-(benchmark, label-budget experiment) are apart, in cae.measure.
+cae.progress; cae.clones splits a batch over devices; cae.cluster and cae.distributed run it on several machines)
+-> summaries (cae.summaries, cae.projector). The workflow steps are cae.pretrain and cae.transfer; after training:
+cae.export, cae.predict, cae.extract, cae.inspect_checkpoint. Settings are cae.config dataclasses, entry points live
+in cae.cli. Measuring tools (benchmark, label-budget experiment) are apart, in cae.measure.
 
 Public API (signatures kept stable; README's "cae as a library" uses them and a test runs it):
 

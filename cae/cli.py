@@ -17,6 +17,7 @@ from absl import app, flags, logging
 from cae.config import (BenchmarkConfig, ExperimentConfig, ExportConfig, ExtractConfig, InspectConfig,
                         PretrainConfig, SummaryOverheadConfig, TimeToAccuracyConfig, TransferConfig)
 from cae import progress
+from cae.cluster import TASK_LOST_EXIT, TaskLost
 from cae.errors import UserError
 from cae.interrupt import Interrupted
 
@@ -80,6 +81,10 @@ def _run_main(work, takes_arguments=False):
             logging.flush()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except TaskLost as e:  # another task of the cluster stopped (cae.cluster.Watch says the same)
+            logging.flush()
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(TASK_LOST_EXIT)
         except (Interrupted, KeyboardInterrupt) as e:
             logging.flush()
             print(f"interrupted: {str(e) or 'nothing saved since the last checkpoint'}", file=sys.stderr)
@@ -100,7 +105,10 @@ def _quiet_tensorflow():
     """
     if "tensorflow" in sys.modules:
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    # A cluster's gRPC runtime warns of every step rendezvous it cancels (each end of an evaluation, the job's end,
+    # and three lines per RPC of a task that stopped): a cluster task shows errors only, and the Watch's one line.
+    in_cluster = ("job_name" in FLAGS and FLAGS["job_name"].present) or os.environ.get("TF_CONFIG")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2" if in_cluster else "1")
     sys.stderr.flush()
     saved_stderr = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -147,7 +155,8 @@ def pretrain_main():
         from cae.pretrain import pretrain
         _make_deterministic()
         metrics = pretrain(_config_from_flags(PretrainConfig))
-        print(f"test reconstruction loss ({FLAGS.loss}): {metrics['test_reconstruction_loss']:.5f}")
+        print(f"test reconstruction loss ({FLAGS.loss}): {metrics['test_reconstruction_loss']:.5f}" if metrics
+              else _task_done())
     _run_main(work)
 
 
@@ -158,8 +167,13 @@ def transfer_main():
         from cae.transfer import transfer
         _make_deterministic()
         metrics = transfer(_config_from_flags(TransferConfig))
-        print(f"test accuracy: {metrics['test_accuracy']:.4f}")
+        print(f"test accuracy: {metrics['test_accuracy']:.4f}" if metrics else _task_done())
     _run_main(work)
+
+
+def _task_done():
+    """What a ps task or a worker other than the chief prints at the job's end (the chief prints the results)."""
+    return f"{FLAGS.job_name or 'task'} {FLAGS.task_index}: done; the chief (worker 0) wrote the results"
 
 
 def export_main():

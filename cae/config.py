@@ -13,8 +13,9 @@ added to ``DataConfig`` or ``SessionConfig`` becomes a flag of every command tha
     SessionConfig   gpu_memory_fraction, allow_growth, intra_op_threads, inter_op_threads, precision
     AugmentConfig   random_translate, random_crop, random_scale, flips, random_rotate, brightness, contrast, hue,
                     saturation
-    RunConfig(DataConfig, SessionConfig, AugmentConfig)   + train_dir, seed, checkpoints, summaries, epochs, batch,
-        learning rate, encoder, num_clones/clone_on_cpu
+    ClusterConfig   ps_hosts, worker_hosts, job_name, task_index, cluster_wait_s (several machines)
+    RunConfig(DataConfig, SessionConfig, AugmentConfig, ClusterConfig)   + train_dir, seed, checkpoints,
+        summaries, epochs, batch, learning rate, encoder, num_clones/clone_on_cpu
         PretrainConfig, TransferConfig     the two workflow steps
     ExtractConfig(DataConfig, SessionConfig), BenchmarkConfig(IdxDataConfig, SessionConfig)
     ExportConfig, InspectConfig, ExperimentConfig, TimeToAccuracyConfig, SummaryOverheadConfig
@@ -165,7 +166,21 @@ class AugmentConfig:
 
 
 @dataclasses.dataclass
-class RunConfig(DataConfig, SessionConfig, AugmentConfig):
+class ClusterConfig:
+    """Several machines on TensorFlow's own distributed runtime (cae.cluster, cae.distributed), with the Distributed
+    TensorFlow guide's flags; none of them (and no $TF_CONFIG): one process."""
+    ps_hosts: str = option(None, "Comma-separated host:port of the parameter-server tasks (they hold the variables); "
+                                 "with --worker_hosts and --job_name, or $TF_CONFIG instead.")
+    worker_hosts: str = option(None, "Comma-separated host:port of the worker tasks: each trains on its part of "
+                                     "every batch; worker 0 is the chief, the only one writing to --train_dir.")
+    job_name: str = option(None, "This task's job in the cluster: ps or worker.", choices=("ps", "worker"))
+    task_index: int = option(0, "This task's index in its job's host list.", check=at_least(0))
+    cluster_wait_s: float = option(60.0, "At start, how long a task waits for every other task of the cluster to "
+                                         "answer before it stops with an error.", check=POSITIVE)
+
+
+@dataclasses.dataclass
+class RunConfig(DataConfig, SessionConfig, AugmentConfig, ClusterConfig):
     """Settings every training run shares; PretrainConfig and TransferConfig add their own and their defaults for
     train_dir, epochs, batch size and learning rate."""
     train_dir: str = option(None, "Where checkpoints, event files and metrics.json go.")

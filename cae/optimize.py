@@ -12,20 +12,25 @@ v1 = tf.compat.v1
 RESTORED_OPTIMIZER_NAME = "Adam_restored"
 
 
-def train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step, towers=None):
+def train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step, towers=None, replicas=None):
     """One op that takes one step on every trained variable and increments global_step once, and runs the
     graph's UPDATE_OPS (batch normalization's moving averages of the layers in training mode).
 
     ``towers`` (cae.clones.Towers) of more than one clone replace ``loss``'s gradients by the clones' average,
-    and the UPDATE_OPS by clone 0's.
+    and the UPDATE_OPS by clone 0's. ``replicas`` (cae.distributed.SyncReplicas) average those gradients over the
+    workers of a cluster before the same optimizer applies them; the op is then this task's synchronous step (the
+    chief's alone applies, and runs the UPDATE_OPS).
 
     Returns (op, {variable name: its learning-rate tensor}).
     """
     towers = towers if towers is not None and len(towers.clones) > 1 else None
     gradients = towers.gradients if towers else None
+    if replicas is not None:
+        gradients = replicas.gradients_of(gradients or (lambda variables: tf.gradients(loss, variables)))
     op, rates = _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step, gradients)
     updates = towers.update_ops if towers else v1.get_collection(v1.GraphKeys.UPDATE_OPS)
-    return (tf.group(op, *updates, name="train_and_update_moving_averages") if updates else op), rates
+    op = tf.group(op, *updates, name="train_and_update_moving_averages") if updates else op
+    return (replicas.train_op(op) if replicas is not None else op), rates
 
 
 def _train_op(loss, trained, restored, learning_rate, restored_lr_multiplier, global_step, gradients_of=None):

@@ -66,6 +66,7 @@ class Input(NamedTuple):
     # (IMAGE_IN, LABELS), whose defaults are clone 0's part, so a fed evaluation batch reaches clone 0 whole.
     shards: list = None
     shares: list = None  # each clone's fraction of the training batch (None: one clone)
+    worker_share: tf.Tensor = None  # with ``part``: this worker's fraction of the training batch (cae.distributed)
 
     def start(self, sess, split, orders, batch_size, first_step=0):
         """(Re)start the iterator: batches of ``batch_size`` examples of ``split``, in the order of each array of
@@ -146,13 +147,14 @@ def _read(held, name, row, num_pixels, with_labels):
     return {"images": images, "labels": labels}
 
 
-def build(num_pixels, with_labels=True, augment=None, unlabeled=False, shards=1):
+def build(num_pixels, with_labels=True, augment=None, unlabeled=False, shards=1, part=None):
     """Add the pipeline for flattened images of ``num_pixels`` values to the default graph; returns its Input.
 
     ``augment(images) -> images`` (cae.augment) is applied to each training batch under IMAGE_IN; with
     ``unlabeled`` the iterator also brings an unlabelled batch, UNLABELED_IN (not augmented here: its views are
     the semi-supervised graph's). ``shards`` > 1 splits each training batch, after its augmentation (so it draws
-    what one device would), into that many parts, one per clone (cae.clones)."""
+    what one device would), into that many parts, one per clone (cae.clones). ``part`` (index, count): a worker of
+    a cluster trains on its part of each training batch only, cut as clones cut it (cae.distributed)."""
     if unlabeled and shards > 1:
         raise ValueError("a semi-supervised batch is not split over clones")
     held = {}
@@ -175,6 +177,10 @@ def build(num_pixels, with_labels=True, augment=None, unlabeled=False, shards=1)
         batch = iterator.get_next()
         train_images = augment(batch["images"]) if augment else batch["images"]
         parts, shares = [[train_images] + ([batch["labels"]] if with_labels else [])], None
+        worker_share = None
+        if part is not None:  # every worker reads and augments the whole batch, as one process would
+            workers, worker_shares = clones.split(parts[0], part[1])
+            parts, worker_share = [workers[part[0]]], worker_shares[part[0]]
         if shards > 1:
             parts, shares = clones.split(parts[0], shards)
     images = v1.placeholder_with_default(parts[0][0], [None, num_pixels], name="IMAGE_IN")
@@ -183,4 +189,4 @@ def build(num_pixels, with_labels=True, augment=None, unlabeled=False, shards=1)
                         if unlabeled else None)
     first = (images, labels) if with_labels else (images,)
     return Input(images, labels, iterator.initializer, rows, held, unlabeled_images,
-                 [first, *map(tuple, parts[1:])], shares)
+                 [first, *map(tuple, parts[1:])], shares, worker_share)

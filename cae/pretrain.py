@@ -5,8 +5,8 @@ import dataclasses
 import tensorflow as tf
 from absl import logging
 
-from cae import augment, clones, data, models, optimize, pipeline, progress, projector, summaries, train, train_dir
-from cae import training_run
+from cae import augment, clones, cluster, data, distributed, models, optimize, pipeline, progress, projector
+from cae import session, summaries, train, train_dir, training_run
 
 v1 = tf.compat.v1
 
@@ -52,13 +52,16 @@ def corrupted(cfg):
 
 
 def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
-    """The autoencoder with its optimizer, summaries and Saver, in a new graph: a training_run.TrainGraph."""
+    """The autoencoder with its optimizer, summaries and Saver, in a new graph: a training_run.TrainGraph. In a
+    cluster (cae.cluster.task_of): this worker's graph (cae.distributed)."""
+    task = cluster.task_of(cfg)
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), distributed.placement(task):
         v1.set_random_seed(cfg.seed)
         aug = augment.from_config(cfg)
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=False,
-                                 augment=augment.batch_augmenter(aug, image_shape, cfg.seed), shards=cfg.num_clones)
+                                 augment=augment.batch_augmenter(aug, image_shape, cfg.seed), shards=cfg.num_clones,
+                                 part=distributed.part(task))
         training = models.training_mode() if cfg.batch_norm else False
 
         def tower(clone, images):
@@ -72,9 +75,10 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         model_variables = models.model_variables()
         trained = v1.trainable_variables()
         global_step = v1.train.get_or_create_global_step()
+        sync = distributed.SyncReplicas(task, global_step, batches.worker_share) if task else None
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
-            train_op, _ = optimize.train_op(model.loss, trained, [], learning_rate, 1.0, global_step, towers)
+            train_op, _ = optimize.train_op(model.loss, trained, [], learning_rate, 1.0, global_step, towers, sync)
         # TensorBoard's view of the augmentation, on the fed validation images
         preview = []
         if aug.enabled:
@@ -96,7 +100,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
             saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints), restore_saver=None, best_saver=None,
             # the training loss of every clone's part of the batch, not clone 0's alone
             objective=towers.total_loss if cfg.num_clones > 1 else None,
-            train_feed={training: True} if cfg.batch_norm else None)
+            train_feed={training: True} if cfg.batch_norm else None, sync=sync)
 
 
 def pretrain(cfg, datasets=None):
@@ -107,7 +111,12 @@ def pretrain(cfg, datasets=None):
     """
     summaries.check_every_steps(cfg.summary_every_steps)
     clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
-    train_dir.check_writable(cfg.train_dir)
+    task = cluster.task_of(cfg)
+    distributed.check(task, cfg)
+    if task and task.job == "ps":
+        return distributed.serve(task, session.config_proto_for(cfg))
+    if task is None or task.is_chief:  # the chief alone writes there; another worker's machine may lack it
+        train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
                                             limit_flag="max_train_examples")
     models.check_image_size(cfg.filters, datasets.image_shape, f"--encoder_filters={cfg.encoder_filters}")

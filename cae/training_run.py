@@ -18,7 +18,8 @@ from typing import Callable, NamedTuple
 import tensorflow as tf
 from absl import logging
 
-from cae import data, model_info, pipeline, progress, projector, session, summaries, train, train_dir
+from cae import cluster, data, distributed, model_info, pipeline, progress, projector, session, summaries, train
+from cae import train_dir
 
 v1 = tf.compat.v1
 
@@ -49,6 +50,8 @@ class TrainGraph(NamedTuple):
     after_restore: tf.Operation = None
     # Fed with every training step (batch normalization's training switch), never with evaluation.
     train_feed: dict = None
+    # In a cluster: the synchronous aggregation whose tokens start, step and end every worker (cae.distributed).
+    sync: object = None
 
     @property
     def loss(self):
@@ -79,9 +82,15 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
     ``batch_size`` (default cfg.batch_size; a semi-supervised run's unlabelled batch size).
     """
     batch_size = batch_size or cfg.batch_size
-    with v1.Session(graph=g.graph, config=session.config_proto_for(cfg)) as sess, \
+    task = cluster.task_of(cfg)
+    with distributed.joined(task, session.config_proto_for(cfg)) as joined, \
+            v1.Session(joined.target, graph=g.graph, config=joined.config) as sess, \
             contextlib.ExitStack() as claimed:
+        if task is not None and not task.is_chief:
+            return _follow(cfg, g, sess, datasets, prepare_batches, batch_size, joined.watch)
         report = initialize(sess)
+        if g.sync is not None:
+            sess.run(g.sync.start)  # the variables are ready: the other workers may start
         first_step = int(sess.run(g.global_step))
         claimed.enter_context(train_dir.claim(cfg.train_dir))  # from here on, this run alone writes there
         claimed.enter_context(_log_file(os.path.join(cfg.train_dir, LOG_FILE)))
@@ -125,7 +134,29 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         if prepare_batches:
             metrics["cache_time_s"] = prepare_time
         train.write_json(os.path.join(cfg.train_dir, "metrics.json"), metrics)
+        if g.sync is not None:
+            joined.watch.stop()  # the others end now, as this task does
+            sess.run(g.sync.finish)
     return metrics
+
+
+def _follow(cfg, g, sess, datasets, prepare_batches, batch_size, watch):
+    """A worker other than the chief: the same steps over the same batches (its part of each), writing nothing;
+    returns None once the chief has written metrics.json."""
+    sess.run(g.sync.wait)  # the chief's token: the variables are initialized or restored
+    first_step = int(sess.run(g.global_step))
+    batches, splits = prepare_batches(sess) if prepare_batches else (g.input, datasets)
+
+    def run_step(indices):
+        feed = {**(batches.train_feed(splits.train, indices) or {}), **(g.train_feed or {})}
+        return sess.run([g.train_op, g.loss], feed)[1]
+
+    train.fit(run_step, len(splits.train.images), batch_size, cfg.epochs, first_step, cfg.seed,
+              start_epochs=lambda orders, step: batches.start(sess, splits.train, orders, batch_size, step))
+    logging.info("trained to the last step; waiting for the chief to finish")
+    sess.run(g.sync.finished)
+    watch.stop()
+    return None
 
 
 def peak_rss_mb():

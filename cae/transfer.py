@@ -9,8 +9,9 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from cae import augment, class_metrics, clones, data, features, model_info, models, optimize, pipeline, projector
-from cae import progress, restore, semi_supervised, summaries, train, train_dir, training_run
+from cae import augment, class_metrics, clones, cluster, data, distributed, features, model_info, models, optimize
+from cae import pipeline, progress, projector, restore, semi_supervised, session, summaries, train, train_dir
+from cae import training_run
 from cae.config import PretrainConfig
 from cae.errors import UserError
 
@@ -53,14 +54,15 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
     evaluated loss stays unweighted, comparable between runs)."""
     cfg = cfg.settled()
     latent_size = PretrainConfig.latent_size if latent_size is None else latent_size
+    task = cluster.task_of(cfg)  # in a cluster: this worker's graph (cae.distributed)
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), distributed.placement(task):
         v1.set_random_seed(cfg.seed)
         aug = semi_supervised.augmentation(cfg, image_shape) if cfg.semi_supervised else augment.from_config(cfg)
         augment_batch = augment.batch_augmenter(aug, image_shape, cfg.seed)
         global_step = v1.train.get_or_create_global_step() if augment_batch or cfg.semi_supervised else None
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=True, augment=augment_batch,
-                                 unlabeled=cfg.semi_supervised, shards=cfg.num_clones)
+                                 unlabeled=cfg.semi_supervised, shards=cfg.num_clones, part=distributed.part(task))
         training_feed, training = None, False
         if cfg.batch_norm:  # trained convs normalize by their batch in a training step; frozen ones never do
             switch = models.training_mode()
@@ -97,10 +99,11 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
                     if cfg.checkpoint_path else [])
         trained = restore.select(v1.trainable_variables(), trainable_scopes(cfg, latent_size), "trainable_scopes")
         global_step = v1.train.get_or_create_global_step()
+        sync = distributed.SyncReplicas(task, global_step, batches.worker_share) if task else None
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
             train_op, learning_rates = optimize.train_op(objective, trained, restored, learning_rate,
-                                                         cfg.restored_lr_multiplier, global_step, towers)
+                                                         cfg.restored_lr_multiplier, global_step, towers, sync)
         after_restore = None
         if semi and semi.averages:
             averaged = [v for v in model_variables if v.op.name in semi.averages]
@@ -127,7 +130,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
             saver=v1.train.Saver(max_to_keep=cfg.keep_checkpoints),
             restore_saver=restore.restore_saver(restored) if restored else None,
             best_saver=v1.train.Saver(max_to_keep=1, name="best_saver"),
-            objective=None if objective is loss else objective, after_restore=after_restore, train_feed=training_feed)
+            objective=None if objective is loss else objective, after_restore=after_restore, train_feed=training_feed,
+            sync=sync)
 
 
 def initialize(sess, g, cfg):
@@ -277,10 +281,17 @@ def transfer(cfg, datasets=None):
     Everything the user gave (train_dir, data, scopes, checkpoints) is checked before the train_dir is created or
     written to.
     """
+    task = cluster.task_of(cfg)
+    if task and cfg.cache_features is None:  # workers train on parts of the pipeline's batches, never fed features
+        cfg = dataclasses.replace(cfg, cache_features=False)
+    distributed.check(task, cfg)
     cfg = check_options(cfg.settled())
     summaries.check_every_steps(cfg.summary_every_steps)
     clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
-    train_dir.check_writable(cfg.train_dir)
+    if task and task.job == "ps":
+        return distributed.serve(task, session.config_proto_for(cfg))
+    if task is None or task.is_chief:  # the chief alone writes there; another worker's machine may lack it
+        train_dir.check_writable(cfg.train_dir)
     check_encoder(cfg)
     latent_size = decoder_latent_size(cfg)
     datasets, unlabeled = load_data(cfg, datasets)
