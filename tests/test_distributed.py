@@ -158,6 +158,17 @@ TRANSFER = ["--num_labels=1280", "--epochs=3", "--batch_size=32", "--save_every_
             "--seed=5"]
 
 
+def kill_after_first_checkpoint(job, log, task):
+    """kill -9 ``task`` of ``job`` once the chief's ``log`` names a saved checkpoint (every task still running);
+    the exit codes of every task."""
+    deadline = time.monotonic() + TIMEOUT
+    while not saved_steps(log) and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in job.processes.values()), {t: job.lines(t)[-5:] for t in job.processes}
+        time.sleep(0.05)
+    job.processes[task].send_signal(signal.SIGKILL)
+    return job.wait()
+
+
 def test_killed_worker_stops_the_job_with_one_line_and_the_same_commands_resume(tmp_path, mnist_dir, jobs):
     """transfer_classify as a job (from scratch): kill -9 worker 1 after the first checkpoint; the chief and the ps
     each end with one line naming /job:worker/task:1, exit 1; the same three commands resume from the last
@@ -168,12 +179,7 @@ def test_killed_worker_stops_the_job_with_one_line_and_the_same_commands_resume(
     own = {"ps:0": str(tmp_path / "ps0"), "worker:1": str(tmp_path / "worker1"), "worker:0": train_dir}
     job = jobs("transfer_classify.py", args, str(tmp_path / "logs"), mnist_dir, train_dirs=own)
     log = os.path.join(train_dir, "log.txt")
-    deadline = time.monotonic() + TIMEOUT
-    while not saved_steps(log) and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in job.processes.values()), {t: job.lines(t)[-5:] for t in job.processes}
-        time.sleep(0.05)
-    job.processes["worker:1"].send_signal(signal.SIGKILL)
-    codes = job.wait()
+    codes = kill_after_first_checkpoint(job, log, "worker:1")
     assert codes["worker:1"] == -signal.SIGKILL
     lost = f"error: /job:worker/task:1 ({job.addresses[2]}) stopped: the job cannot go on"
     for task in ("worker:0", "ps:0"):
@@ -213,13 +219,7 @@ def test_killed_ps_stops_both_workers_with_one_line(tmp_path, mnist_dir, jobs):
     train_dir = str(tmp_path / "run")
     job = jobs("pretrain_cae.py", [*PRETRAIN, "--epochs=6", "--save_every_steps=5", f"--train_dir={train_dir}"],
                str(tmp_path / "logs"), mnist_dir, tf_config=True)
-    log = os.path.join(train_dir, "log.txt")
-    deadline = time.monotonic() + TIMEOUT
-    while not saved_steps(log) and time.monotonic() < deadline:
-        assert all(p.poll() is None for p in job.processes.values()), {t: job.lines(t)[-5:] for t in job.processes}
-        time.sleep(0.05)
-    job.processes["ps:0"].send_signal(signal.SIGKILL)
-    codes = job.wait()
+    codes = kill_after_first_checkpoint(job, os.path.join(train_dir, "log.txt"), "ps:0")
     for task in ("worker:0", "worker:1"):
         assert codes[task] == cluster.TASK_LOST_EXIT, job.lines(task)[-5:]
         assert job.lines(task)[-1] == f"error: {cluster.lost_message('/job:ps/task:0', job.addresses[0])}"
