@@ -6,7 +6,7 @@ import tensorflow as tf
 from absl import logging
 
 from cae import augment, clones, cluster, data, distributed, models, optimize, pipeline, progress, projector
-from cae import session, summaries, train, train_dir, training_run
+from cae import session, summaries, train, training_run
 
 v1 = tf.compat.v1
 
@@ -110,13 +110,9 @@ def pretrain(cfg, datasets=None):
     created or written to.
     """
     summaries.check_every_steps(cfg.summary_every_steps)
-    clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
-    task = cluster.task_of(cfg)
-    distributed.check(task, cfg)
+    task = training_run.check_devices_and_cluster(cfg)
     if task and task.job == "ps":
         return distributed.serve(task, session.config_proto_for(cfg))
-    if task is None or task.is_chief:  # the chief alone writes there; another worker's machine may lack it
-        train_dir.check_writable(cfg.train_dir)
     datasets = datasets or data.from_config(cfg, labelled=False, limit=cfg.max_train_examples,
                                             limit_flag="max_train_examples")
     models.check_image_size(cfg.filters, datasets.image_shape, f"--encoder_filters={cfg.encoder_filters}")

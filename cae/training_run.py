@@ -18,8 +18,8 @@ from typing import Callable, NamedTuple
 import tensorflow as tf
 from absl import logging
 
-from cae import cluster, data, distributed, model_info, pipeline, progress, projector, session, summaries, train
-from cae import train_dir
+from cae import clones, cluster, data, distributed, model_info, pipeline, progress, projector, session, summaries
+from cae import train, train_dir
 
 v1 = tf.compat.v1
 
@@ -66,6 +66,18 @@ class Run(NamedTuple):
     batches: object  # pipeline.Input or pipeline.Feed: how the splits below reach the graph
     splits: NamedTuple  # data.Datasets as batches reads them (cached features replace images)
     save: Callable  # save(step): refresh the projector, flush events, checkpoint
+
+
+def check_devices_and_cluster(cfg):
+    """Where a run of either workflow step will train, checked before anything is written: --num_clones against
+    the devices and the batch, the cluster settings, and --train_dir where this task writes (one process, or a
+    cluster's chief: another task's machine may lack it). Returns this task of the cluster (None: one process)."""
+    clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
+    task = cluster.task_of(cfg)
+    distributed.check(task, cfg)
+    if task is None or task.is_chief:
+        train_dir.check_writable(cfg.train_dir)
+    return task
 
 
 def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, prepare_batches=None,

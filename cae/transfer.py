@@ -10,7 +10,7 @@ from absl import logging
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
 from cae import augment, class_metrics, clones, cluster, data, distributed, features, model_info, models, optimize
-from cae import pipeline, progress, projector, restore, semi_supervised, session, summaries, train, train_dir
+from cae import pipeline, progress, projector, restore, semi_supervised, session, summaries, train
 from cae import training_run
 from cae.config import PretrainConfig
 from cae.errors import UserError
@@ -284,14 +284,11 @@ def transfer(cfg, datasets=None):
     task = cluster.task_of(cfg)
     if task and cfg.cache_features is None:  # workers train on parts of the pipeline's batches, never fed features
         cfg = dataclasses.replace(cfg, cache_features=False)
-    distributed.check(task, cfg)
     cfg = check_options(cfg.settled())
     summaries.check_every_steps(cfg.summary_every_steps)
-    clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
+    training_run.check_devices_and_cluster(cfg)
     if task and task.job == "ps":
         return distributed.serve(task, session.config_proto_for(cfg))
-    if task is None or task.is_chief:  # the chief alone writes there; another worker's machine may lack it
-        train_dir.check_writable(cfg.train_dir)
     check_encoder(cfg)
     latent_size = decoder_latent_size(cfg)
     datasets, unlabeled = load_data(cfg, datasets)
