@@ -32,12 +32,22 @@ def conv2d(inputs, filters, kernel_size, strides, name, activation=None, batch_n
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # tf.layers.batch_normalization's defaults
 
 
+def moving_average_rate(momentum, num_updates):
+    """How far a moving average moves towards a new value: ``1 - min(momentum, (1 + n) / (10 + n))`` after ``n``
+    updates, tf.train.ExponentialMovingAverage's warm-up. Without it the initial moving variance (1) outlives
+    short runs: after 300 steps at 0.99 it still holds 0.99^300 = 5% of that 1, fifty times the variance of a
+    first conv on gray scans, and the test-time classifier collapses to one class."""
+    n = tf.cast(num_updates, tf.float32)
+    return 1.0 - tf.minimum(momentum, (1.0 + n) / (10.0 + n))
+
+
 def batch_normalization(inputs, training, name="batch_normalization"):
     """Like tf.layers.batch_normalization over the last axis: ``<scope>/batch_normalization/gamma``, ``beta``,
     ``moving_mean``, ``moving_variance`` (the last two non-trainable, in MODEL_VARIABLES so a Saver of the model's
     variables carries them). ``training`` (a Python bool or a bool tensor) normalizes by the batch's moments and
-    adds the moving averages' updates to UPDATE_OPS, to run with the train op; otherwise by the moving averages,
-    which then stay as they are."""
+    adds the moving averages' updates to UPDATE_OPS, to run with the train op, at a rate that warms up with the
+    graph's global step (``moving_average_rate``; a training graph creates its global step before the model);
+    otherwise by the moving averages, which then stay as they are."""
     with v1.variable_scope(name):
         channels = inputs.shape[-1]
         stats = [v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.MODEL_VARIABLES]
@@ -49,12 +59,18 @@ def batch_normalization(inputs, training, name="batch_normalization"):
                                           trainable=False, collections=stats)
         if training is False:
             return tf.nn.batch_normalization(inputs, moving_mean, moving_variance, beta, gamma, BN_EPSILON)
-        mean, variance = tf.nn.moments(inputs, list(range(len(inputs.shape) - 1)))
+        global_step = v1.train.get_global_step()
+        if global_step is None:
+            raise ValueError("batch normalization in training mode warms its moving averages up by the global step: "
+                             "create it (tf.compat.v1.train.get_or_create_global_step()) before the model")
+        updates_so_far = tf.identity(global_step.read_value(), name="updates_so_far")
+        with tf.control_dependencies([updates_so_far]):  # read before this step's increment: a step's rate is fixed
+            mean, variance = tf.nn.moments(inputs, list(range(len(inputs.shape) - 1)))
         training = tf.convert_to_tensor(training)
         use_mean = tf.where(training, mean, moving_mean)
         use_variance = tf.where(training, variance, moving_variance)
         # a step out of training mode moves nothing: rate 0 (x - 0 * d == x exactly)
-        rate = (1.0 - BN_MOMENTUM) * tf.cast(training, tf.float32)
+        rate = moving_average_rate(BN_MOMENTUM, updates_so_far) * tf.cast(training, tf.float32)
         for moving, batch in ((moving_mean, mean), (moving_variance, variance)):
             v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, v1.assign_sub(moving, rate * (moving - batch)))
         return tf.nn.batch_normalization(inputs, use_mean, use_variance, beta, gamma, BN_EPSILON)

@@ -63,6 +63,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
                                  augment=augment.batch_augmenter(aug, image_shape, cfg.seed), shards=cfg.num_clones,
                                  part=distributed.part(task))
         training = models.training_mode() if cfg.batch_norm else False
+        global_step = v1.train.get_or_create_global_step()  # before the model: batch norm's averages warm up by it
 
         def tower(clone, images):
             model = models.autoencoder(images, cfg.latent_size, cfg.loss, cfg.input_noise, image_shape,
@@ -74,7 +75,6 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE):
         model = towers.clones[0].outputs  # evaluation, summaries and the projector feed clone 0 whole batches
         model_variables = models.model_variables()
         trained = v1.trainable_variables()
-        global_step = v1.train.get_or_create_global_step()
         sync = distributed.SyncReplicas(task, global_step, batches.worker_share) if task else None
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)

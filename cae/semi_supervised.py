@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
-from cae import augment, models, restore
+from cae import augment, layers, models, restore
 
 v1 = tf.compat.v1
 
@@ -66,8 +66,7 @@ def moving_averages(variables):
 def update_averages(averages, variables, decay, global_step):
     """One op: every average moves towards its variable by (1 - decay), with TF1's warm-up of the decay."""
     with v1.name_scope("TEACHER"):
-        step = tf.cast(global_step, tf.float32)
-        rate = 1.0 - tf.minimum(decay, (1.0 + step) / (10.0 + step))
+        rate = layers.moving_average_rate(decay, global_step)
         return tf.group(*[v1.assign_sub(averages[v.op.name], rate * (averages[v.op.name] - v))
                           for v in variables], name="update_teacher")
 

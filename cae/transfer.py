@@ -60,7 +60,7 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         v1.set_random_seed(cfg.seed)
         aug = semi_supervised.augmentation(cfg, image_shape) if cfg.semi_supervised else augment.from_config(cfg)
         augment_batch = augment.batch_augmenter(aug, image_shape, cfg.seed)
-        global_step = v1.train.get_or_create_global_step() if augment_batch or cfg.semi_supervised else None
+        global_step = v1.train.get_or_create_global_step()  # before the model: batch norm's averages warm up by it
         batches = pipeline.build(models.num_pixels(image_shape), with_labels=True, augment=augment_batch,
                                  unlabeled=cfg.semi_supervised, shards=cfg.num_clones, part=distributed.part(task))
         training_feed, training = None, False
@@ -98,7 +98,6 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         restored = (restore.select(model_variables, restore_scopes(cfg, latent_size), "restore_scopes")
                     if cfg.checkpoint_path else [])
         trained = restore.select(v1.trainable_variables(), trainable_scopes(cfg, latent_size), "trainable_scopes")
-        global_step = v1.train.get_or_create_global_step()
         sync = distributed.SyncReplicas(task, global_step, batches.worker_share) if task else None
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
