@@ -142,7 +142,10 @@ def report_lines(restored, model_variables, checkpoint, trained=None, restored_l
         if trained_names is None:
             return ""
         if v.op.name not in trained_names:
-            return "  frozen"
+            scope, _, name = v.op.name.rpartition("/")
+            # batch norm's averages follow the batches of a trained layer (UPDATE_OPS), not the optimizer
+            moving = name in ("moving_mean", "moving_variance") and f"{scope}/gamma" in trained_names
+            return "  updated: moving average of the training batches" if moving else "  frozen"
         if v.op.name in restored_names and restored_lr_multiplier != 1.0:
             return f"  trained at learning_rate x {restored_lr_multiplier:g}"
         return "  trained"

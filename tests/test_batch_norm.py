@@ -30,6 +30,19 @@ def test_variables_are_named_as_tf_layers_named_them():
     assert set(MOVING).isdisjoint(trainable) and set(BN) - set(MOVING) <= trainable
 
 
+def test_the_restore_report_says_which_moving_averages_move():
+    with tf.Graph().as_default():
+        v1.train.get_or_create_global_step()
+        switch = models.training_mode()
+        models.classifier(models.image_input(), batch_norm=True, training={"conv2": switch})
+        trained = restore.select(v1.trainable_variables(), "conv2,fc1,logits")
+        lines = restore.report_lines([], models.model_variables(), None, trained)
+    said = {line.split()[1]: line.split("(initializer)")[1].strip() for line in lines}
+    assert said["conv1/batch_normalization/moving_mean"] == "frozen"
+    assert said["conv2/batch_normalization/moving_variance"] == "updated: moving average of the training batches"
+    assert said["conv2/batch_normalization/gamma"] == "trained"
+
+
 @pytest.fixture(scope="module")
 def small(mnist):
     return mnist._replace(train=data.Split(mnist.train.images[:3000], mnist.train.labels[:3000]),
