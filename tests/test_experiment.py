@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from absl import logging
 
-from cae import features, session, transfer
+from cae import features, session, train, transfer
 from cae.config import ExperimentConfig, TransferConfig
 from cae.errors import UserError
 from cae.measure import label_budget
@@ -141,6 +141,18 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
     assert plain.checkpoint_path is None and not plain.semi_supervised and not plain.augmenting
     augmented = label_budget.transfer_config(cfg, "scratch + augmentation", None, "/tmp/t", 0, 6, (16, 16, 3))
     assert augmented.random_hue == 180 and augmented.random_translate == 0  # the flags given, nothing else
+    # The fair baselines train as many steps as the semi-supervised run (here 2 passes of 10,000 / 64 images)
+    # where that is more than max_steps; the plain supervised runs keep max_steps.
+    quick = label_budget.quick_settings(cfg)
+    def steps(method):
+        run = label_budget.transfer_config(quick, method, "/tmp/p", "/tmp/t", 0, 6, (16, 16, 3), 2, 10000)
+        if run.semi_supervised:
+            return run.epochs * train.steps_per_epoch(10000, run.unlabeled_batch_size)
+        return run.epochs * train.steps_per_epoch(6, run.batch_size)
+    assert steps("semi-supervised") == 2 * 157 and steps("scratch") == 40
+    assert steps("scratch + augmentation") == steps("fine-tuned + augmentation") == 2 * 157
+    at_two = {m: {r["steps"] for r in results if r["method"] == m and r["budget"] == 2} for m in methods}
+    assert at_two["scratch + augmentation"] == at_two["scratch"] == {40}  # more than 2 passes of ~100 images
     scratch = label_budget.transfer_config(cfg, "semi-supervised from scratch", "/tmp/p", "/tmp/t", 0, 6)
     assert scratch.checkpoint_path is None and scratch.reconstruction_weight == 0 and scratch.semi_supervised
     default = label_budget.transfer_config(ExperimentConfig(), "scratch + augmentation", None, "/tmp/t", 0, 6)

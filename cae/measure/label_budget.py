@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from cae import augment, data, models, pretrain, restore, semi_supervised, session, train, transfer
-from cae.config import PretrainConfig, TransferConfig
+from cae.config import SEMI_SUPERVISED_UNLABELED_BATCH, PretrainConfig, TransferConfig
 from cae.errors import UserError
 
 EVERY_LAYER = "every layer"  # a Method's trainable_scopes: every conv of --encoder_filters, fc1 and logits
@@ -102,11 +102,18 @@ def labelled_subset(split, budget, seed):
     return data.Split(split.images[chosen], split.labels[chosen])
 
 
-def schedule(cfg, num_examples):
-    """(epochs, eval_every_epochs) for a run: max_steps (but at least min_epochs), about cfg.validations checks."""
+def schedule(cfg, num_examples, at_least_steps=0):
+    """(epochs, eval_every_epochs) for a run: max_steps or at_least_steps, whichever is more (but at least
+    min_epochs), about cfg.validations checks."""
     per_epoch = train.steps_per_epoch(num_examples, cfg.batch_size)
-    epochs = max(cfg.min_epochs, -(-cfg.max_steps // per_epoch))
+    epochs = max(cfg.min_epochs, -(-max(cfg.max_steps, at_least_steps) // per_epoch))
     return epochs, max(1, epochs // cfg.validations)
+
+
+def semi_supervised_steps(cfg, unlabeled_count):
+    """Steps of a semi-supervised run: --semi_epochs passes over ``unlabeled_count`` images."""
+    batch = cfg.unlabeled_batch_size or SEMI_SUPERVISED_UNLABELED_BATCH
+    return cfg.semi_epochs * train.steps_per_epoch(unlabeled_count, batch)
 
 
 def data_settings(cfg):
@@ -136,11 +143,13 @@ def pretrain_config(cfg, dataset, train_dir):
 
 
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, image_shape=(28, 28, 1),
-                    labels_per_class=None):
+                    labels_per_class=None, unlabeled_count=0):
     """The TransferConfig of one run. Supervised runs train max_steps; semi-supervised ones --semi_epochs passes
-    over the unlabelled images with transfer_classify's semi-supervised recipe. Methods "+ augmentation" and
-    semi-supervised runs augment as a semi-supervised run's weak view does (the experiment's flags, else shifts of
-    1/8 of the side); the others do not augment."""
+    over the ``unlabeled_count`` training images with transfer_classify's semi-supervised recipe. Methods
+    "+ augmentation" and semi-supervised runs augment as a semi-supervised run's weak view does (the experiment's
+    flags, else shifts of 1/8 of the side); the others do not augment. The supervised "+ augmentation" runs are
+    the semi-supervised run's fair baselines: they train as many steps as it does, if that is more than max_steps
+    (what the unlabelled images add, not what more steps add)."""
     m = EVERY_METHOD[method]
     settings = augment.flags(semi_supervised.augmentation(cfg, image_shape) if m.augment else
                              augment.Augmentation())
@@ -148,7 +157,8 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, imag
         recipe = dict(semi_supervised=True, epochs=cfg.semi_epochs, unlabeled_batch_size=cfg.unlabeled_batch_size,
                       eval_every_epochs=max(1, cfg.semi_epochs // cfg.validations), **m.semi)
     else:
-        epochs, eval_every = schedule(cfg, num_examples)
+        epochs, eval_every = schedule(cfg, num_examples,
+                                      semi_supervised_steps(cfg, unlabeled_count) if m.augment else 0)
         recipe = dict(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
                       cache_features=m.cache and not any(settings.values()), eval_every_epochs=eval_every,
                       restore_scopes=None)  # transfer_classify's default: every conv
@@ -260,7 +270,7 @@ def run(cfg, command=None):
         count = (per_class * len(target.class_names) if per_class else len(given.train.labels))
         tcfg = transfer_config(cfg, method, checkpoints.get(EVERY_METHOD[method].pretrained_on), os.path.join(
             cfg.work_dir, "runs", f"{method.replace(' ', '_').replace(',', '')}-{budget}-{seed}"), seed, count,
-            target.image_shape, per_class)
+            target.image_shape, per_class, unlabeled_count=len(target.train.labels))
         metrics = transfer.transfer(tcfg, given)
         results.append(dict(metrics, method=method, budget=budget, seed=seed))
         logging.info("%s, %s labels%s, seed %d: test accuracy %.4f", method, budget,
