@@ -3,10 +3,10 @@
 For each label budget (images, or with --labels_per_class images of each class) and seed it trains the classifier
 from scratch, on frozen pretrained convs (cached features), fine-tuned from the pretrained convs (smaller learning
 rate for them), and from convs pretrained on the other domain (Fashion-MNIST; not for --image_dir, a folder of
-your own). At --semi_budgets it adds the semi-supervised run from the autoencoder and its fair baseline, scratch
-with the same augmentation; at --ablation_budget the semi-supervised run piece by piece (ABLATION). Everything runs
-in this process on data loaded once; every run trains its whole schedule and is tested once, at its end
-(``--patience`` brings back early stopping on the validation split). Writes a markdown table and a PNG plot.
+your own). At --semi_budgets it adds the semi-supervised run from the autoencoder and its fair baselines, scratch
+and fine-tuned with the same augmentation; at --ablation_budget the semi-supervised run piece by piece (ABLATION).
+Everything runs in this process on data loaded once; every run trains its whole schedule and is tested once, at its
+end (``--patience`` brings back early stopping on the validation split). Writes a markdown table and a PNG plot.
 """
 
 import dataclasses
@@ -44,10 +44,12 @@ METHODS = {
     "cross-domain frozen": Method("other", transfer.FROZEN_HEAD_SCOPES, False, True),
     "cross-domain fine-tuned": Method("other", EVERY_LAYER, True, False),
 }
-# At --semi_budgets: the semi-supervised run from the autoencoder, its fair baseline (scratch with the same
-# augmentation: what the unlabelled images add beyond augmentation), and the same run without the autoencoder.
+# At --semi_budgets: the semi-supervised run from the autoencoder, its fair baselines (the supervised runs with the
+# same augmentation, from scratch and from the autoencoder: what the unlabelled images add beyond augmentation and
+# the autoencoder's initialization), and the same run without the autoencoder.
 SEMI_METHODS = {
     "scratch + augmentation": Method(None, EVERY_LAYER, False, False, augment=True),
+    "fine-tuned + augmentation": Method("source", EVERY_LAYER, True, False, augment=True),
     "semi-supervised": Method("source", None, False, False, augment=True, semi={}),
     "semi-supervised from scratch": Method(None, None, False, False, augment=True,
                                            semi=dict(reconstruction_weight=0.0)),
@@ -56,7 +58,7 @@ SEMI_METHODS = {
 # + the reconstruction loss on the unlabelled images, + consistency (FixMatch and Mean Teacher: "semi-supervised").
 ABLATION = {
     "fine-tuned": METHODS["fine-tuned"],
-    "fine-tuned + augmentation": Method("source", EVERY_LAYER, True, False, augment=True),
+    "fine-tuned + augmentation": SEMI_METHODS["fine-tuned + augmentation"],
     "semi-supervised, reconstruction only": Method("source", None, False, False, augment=True,
                                                    semi=dict(fixmatch_weight=0.0, consistency_weight=0.0)),
     "semi-supervised": SEMI_METHODS["semi-supervised"],
