@@ -152,11 +152,11 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
     assert steps("semi-supervised") == 2 * 157 and steps("scratch") == 40
     assert steps("scratch + augmentation") == steps("fine-tuned + augmentation") == 2 * 157
     at_two = {m: {r["steps"] for r in results if r["method"] == m and r["budget"] == 2} for m in methods}
+    assert at_two["scratch + augmentation"] == at_two["scratch"] == {40}  # more than 2 passes of ~100 images
     # Without the ablation the semi-supervised run still meets both fair baselines, from scratch and fine-tuned.
     plan = label_budget.runs(ExperimentConfig(labels_per_class="10", semi_budgets="10", seeds=1))
     assert [m for m, _, _ in plan] == ["scratch", "frozen", "fine-tuned", "scratch + augmentation",
                                        "fine-tuned + augmentation", "semi-supervised", "semi-supervised from scratch"]
-    assert at_two["scratch + augmentation"] == at_two["scratch"] == {40}  # more than 2 passes of ~100 images
     scratch = label_budget.transfer_config(cfg, "semi-supervised from scratch", "/tmp/p", "/tmp/t", 0, 6)
     assert scratch.checkpoint_path is None and scratch.reconstruction_weight == 0 and scratch.semi_supervised
     default = label_budget.transfer_config(ExperimentConfig(), "scratch + augmentation", None, "/tmp/t", 0, 6)
