@@ -256,6 +256,11 @@ SEMI_SUPERVISED_RECIPE = Recipe(epochs=20, batch_size=64, learning_rate=3e-3)
 SEMI_SUPERVISED_UNLABELED_BATCH = 256
 
 
+def unlabeled_batch(given):
+    """The unlabelled images per semi-supervised step: --unlabeled_batch_size where given, else the default."""
+    return given or SEMI_SUPERVISED_UNLABELED_BATCH
+
+
 @dataclasses.dataclass
 class TransferConfig(RunConfig):
     train_dir: str = replace_default(RunConfig, "train_dir", "checkpoints/transfer")
@@ -347,9 +352,8 @@ class TransferConfig(RunConfig):
         # Clones split the frozen layers' batches; cached features would feed the head whole ones.
         cache = ((frozen_default and not self.augmenting and self.num_clones == 1) if self.cache_features is None
                  else self.cache_features)
-        unlabeled_batch = self.unlabeled_batch_size or SEMI_SUPERVISED_UNLABELED_BATCH
         return dataclasses.replace(self, **dict(recipe._asdict(), **given), cache_features=cache,
-                                   unlabeled_batch_size=unlabeled_batch)
+                                   unlabeled_batch_size=unlabeled_batch(self.unlabeled_batch_size))
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from absl import logging
 
 from cae import augment, data, models, pretrain, restore, semi_supervised, session, train, transfer
-from cae.config import SEMI_SUPERVISED_UNLABELED_BATCH, PretrainConfig, TransferConfig
+from cae.config import PretrainConfig, TransferConfig, unlabeled_batch
 from cae.errors import UserError
 
 EVERY_LAYER = "every layer"  # a Method's trainable_scopes: every conv of --encoder_filters, fc1 and logits
@@ -114,8 +114,7 @@ def schedule(cfg, num_examples, at_least_steps=0):
 
 def semi_supervised_steps(cfg, unlabeled_count):
     """Steps of a semi-supervised run: --semi_epochs passes over ``unlabeled_count`` images."""
-    batch = cfg.unlabeled_batch_size or SEMI_SUPERVISED_UNLABELED_BATCH
-    return cfg.semi_epochs * train.steps_per_epoch(unlabeled_count, batch)
+    return cfg.semi_epochs * train.steps_per_epoch(unlabeled_count, unlabeled_batch(cfg.unlabeled_batch_size))
 
 
 def data_settings(cfg):
