@@ -324,6 +324,10 @@ class TransferConfig(RunConfig):
     strong_magnitude: float = option(2.0, "With --semi_supervised: the student's unlabelled view is augmented this "
                                           "many times as strongly as the labelled batches (then cut out).",
                                      check=(lambda v: 1 <= v <= 10, "expected a factor in [1, 10]"))
+    strong_photometric: float = option(0.0, "With --semi_supervised: the student's unlabelled view also scales "
+                                            "brightness and contrast (and the saturation of colour images) by up "
+                                            "to this percentage, whatever the labelled batches' augmentation.",
+                                       check=PERCENT_OR_ZERO)
     restored_lr_multiplier: float = option(1.0, "Fine-tuning: restored layers listed in --trainable_scopes learn at "
                                                 "--learning_rate times this (their own Adam optimizer).")
     cache_features: bool = option(None, "Compute the frozen layers' output once per image and train the rest on "
@@ -435,6 +439,7 @@ class ExperimentConfig(AugmentConfig):
                                                              "image) of each semi-supervised run.",
                               check=at_least(1))
     unlabeled_batch_size: int = same_as(TransferConfig, "unlabeled_batch_size")
+    strong_photometric: float = same_as(TransferConfig, "strong_photometric")
     seeds: int = option(3, "Seeds per method and budget (each draws its own labelled subset).")
     quick: bool = option(False, "CI mode: a few hundred images, two budgets, two seeds, a few dozen steps.")
     # Pretraining (both domains): a denoising autoencoder, 14 epochs at a constant 3e-3 with sigma 0.3 (see

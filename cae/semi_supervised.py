@@ -3,7 +3,8 @@
 Every step takes a labelled batch x (augmented as the labelled batches of any run) and an unlabelled batch u, drawn
 from every training image, labels ignored. u is seen in two views, each drawn with its own stateless seed:
 a weak one (the run's augmentation) that the teacher classifies, and a strong one (the augmentation at
-``strong_magnitude`` times its strength, then a cutout) that the student learns from. The loss is
+``strong_magnitude`` times its strength, its brightness, contrast and saturation jittered by at least
+``strong_photometric`` percent, then a cutout) that the student learns from. The loss is
 
     cross-entropy(student(x), labels)
     + reconstruction_weight * reconstruction loss of the strong view before its cutout (its first --batch_size
@@ -94,11 +95,17 @@ def sigmoid_ramp(global_step, ramp_steps):
     return tf.exp(-5.0 * tf.square(1.0 - t), name="ramp")
 
 
-def strong(aug, magnitude):
-    """The student's augmentation: every amount ``magnitude`` times as large (within each option's range)."""
-    return aug._replace(translate=aug.translate * magnitude, crop=min(99.0, aug.crop * magnitude),
-                        scale=min(99.0, aug.scale * magnitude), rotate=min(180.0, aug.rotate * magnitude),
-                        brightness=min(99.0, aug.brightness * magnitude), contrast=min(99.0, aug.contrast * magnitude))
+def strong(aug, magnitude, photometric=0.0, colour=False):
+    """The student's augmentation: every amount ``magnitude`` times as large (within each option's range), and
+    brightness and contrast (and for ``colour`` images saturation) jittered by at least ``photometric`` percent,
+    whatever the weak view does: FixMatch's strong view (RandAugment) changes colours as well as geometry."""
+    amplified = aug._replace(translate=aug.translate * magnitude, crop=min(99.0, aug.crop * magnitude),
+                             scale=min(99.0, aug.scale * magnitude), rotate=min(180.0, aug.rotate * magnitude),
+                             brightness=min(99.0, aug.brightness * magnitude),
+                             contrast=min(99.0, aug.contrast * magnitude))
+    return amplified._replace(brightness=max(amplified.brightness, photometric),
+                              contrast=max(amplified.contrast, photometric),
+                              saturation=max(amplified.saturation, photometric) if colour else amplified.saturation)
 
 
 def augmentation(cfg, image_shape):
@@ -113,7 +120,8 @@ def views(images, image_shape, aug, cfg, global_step, streams):
     """(weak, strong before its cutout, strong) views of ``images``, drawn from the three seed ``streams``."""
     weak = augment.augment(images, image_shape, aug, augment.step_seed(cfg.seed, global_step, streams[0]),
                            name="WEAK")
-    warped = augment.augment(images, image_shape, strong(aug, cfg.strong_magnitude),
+    warped = augment.augment(images, image_shape,
+                             strong(aug, cfg.strong_magnitude, cfg.strong_photometric, image_shape[2] == 3),
                              augment.step_seed(cfg.seed, global_step, streams[1]), name="STRONG")
     return weak, warped, augment.cutout(warped, image_shape, cfg.cutout,
                                         augment.step_seed(cfg.seed, global_step, streams[2]))

@@ -113,7 +113,8 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
     # a real folder's settings: a deeper batch-normalized encoder, a masked autoencoder, balanced class weights,
     # and the report in balanced accuracy
     cfg = ExperimentConfig(image_dir=str(tmp_path / "photos"), quick=True, labels_per_class="2,all",
-                           semi_budgets="2", ablation_budget="2", random_hue=180, work_dir=str(tmp_path / "work"),
+                           semi_budgets="2", ablation_budget="2", random_hue=180, strong_photometric=60,
+                           work_dir=str(tmp_path / "work"),
                            report_dir=str(tmp_path / "reports"), encoder_filters="4,8,8", batch_norm=True,
                            loss="patch_mse", input_mask=0.5, class_weight="balanced", select_by="balanced_accuracy")
     results = label_budget.run(cfg, command="python scripts/experiment.py --image_dir=photos")
@@ -128,6 +129,7 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
                                         "/tmp/p", "/tmp/t", 0, 6, (16, 16, 3), labels_per_class=2)
     assert semi.semi_supervised and semi.random_hue == 180 and semi.fixmatch_weight == semi.consistency_weight == 0
     assert semi.epochs == 2 and semi.labels_per_class == 2 and semi.reconstruction_weight == 1
+    assert semi.strong_photometric == 60  # the student's view only: the supervised runs below keep the flags given
     assert (semi.encoder_filters, semi.batch_norm, semi.loss, semi.class_weight, semi.select_by) == (
         "4,8,8", True, "patch_mse", "balanced", "balanced_accuracy")
     pretrained = label_budget.pretrain_config(cfg, None, "/tmp/p")
@@ -141,6 +143,7 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
     assert plain.checkpoint_path is None and not plain.semi_supervised and not plain.augmenting
     augmented = label_budget.transfer_config(cfg, "scratch + augmentation", None, "/tmp/t", 0, 6, (16, 16, 3))
     assert augmented.random_hue == 180 and augmented.random_translate == 0  # the flags given, nothing else
+    assert augmented.strong_photometric == 0 and augmented.random_brightness == 0
     # The fair baselines train as many steps as the semi-supervised run (here 2 passes of 10,000 / 64 images)
     # where that is more than max_steps; the plain supervised runs keep max_steps.
     quick = label_budget.quick_settings(cfg)

@@ -87,6 +87,17 @@ def test_distribution_alignment_damps_the_class_the_teacher_calls_too_often():
     assert last[:, 0].mean() < 0.5 < teacher[:, 0].mean()  # the overcalled class is damped
 
 
+def test_the_strong_view_is_stronger_and_jitters_colours_whatever_the_weak_view_does():
+    from cae import semi_supervised
+    weak = augment.Augmentation(translate=4, flip_left_right=True, brightness=10)
+    plain = semi_supervised.strong(weak, 2.0)
+    assert plain == weak._replace(translate=8, brightness=20)
+    gray = semi_supervised.strong(weak, 2.0, photometric=50)
+    assert gray == weak._replace(translate=8, brightness=50, contrast=50)  # no saturation: gray has none
+    colour = semi_supervised.strong(weak._replace(brightness=40, saturation=70), 2.0, photometric=50, colour=True)
+    assert (colour.brightness, colour.contrast, colour.saturation) == (80, 50, 70)  # never weaker than amplified
+
+
 def test_flips_are_exact_mirrors_and_cutout_is_a_gray_square(mnist):
     images = mnist.test.images[:64]
     flipped = run_augment(images, augment.Augmentation(flip_left_right=True), step=0)

@@ -156,6 +156,7 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, imag
                              augment.Augmentation())
     if m.semi is not None:
         recipe = dict(semi_supervised=True, epochs=cfg.semi_epochs, unlabeled_batch_size=cfg.unlabeled_batch_size,
+                      strong_photometric=cfg.strong_photometric,
                       eval_every_epochs=max(1, cfg.semi_epochs // cfg.validations), **m.semi)
     else:
         epochs, eval_every = schedule(cfg, num_examples,
