@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 from absl import logging
 
-from cae import features, session, train, transfer
+from cae import data, features, session, train, transfer
 from cae.config import ExperimentConfig, TransferConfig
 from cae.errors import UserError
 from cae.measure import label_budget
@@ -103,6 +103,19 @@ def test_quick_experiment_writes_table_and_plot(tmp_path, mnist_dir, fashion_mni
     mean_100 = np.mean([r["test_accuracy"] for r in results if r["budget"] == 100 and r["method"] == "scratch"])
     row = report[header + 3].split("|")[2].split()
     assert float(row[0]) == round(100 * mean_100, 2)
+
+
+def test_each_seed_labels_other_images_of_a_folder_and_every_method_of_a_seed_the_same():
+    from cae.data import splits
+    labels = np.repeat(np.arange(3), 50)
+    train = data.Split(np.arange(150 * 4, dtype=np.float32).reshape(150, 4), labels)
+    chosen = {seed: splits.per_class(label_budget.seed_order(train, seed), 5, ["a", "b", "c"]) for seed in (0, 1)}
+    for split in chosen.values():
+        assert np.bincount(split.labels).tolist() == [5, 5, 5]
+        assert (labels[(split.images[:, 0] // 4).astype(int)] == split.labels).all()  # images keep their labels
+    assert set(chosen[0].images[:, 0]) != set(chosen[1].images[:, 0])
+    again = splits.per_class(label_budget.seed_order(train, 0), 5, ["a", "b", "c"])
+    np.testing.assert_array_equal(again.images, chosen[0].images)
 
 
 def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervised_column(tmp_path, mnist,

@@ -104,6 +104,15 @@ def labelled_subset(split, budget, seed):
     return data.Split(split.images[chosen], split.labels[chosen])
 
 
+def seed_order(split, seed):
+    """The training split in an order drawn from ``seed``, so that --labels_per_class takes other images at each
+    seed: a folder's hash order would give every seed the same labelled images, and the spread over seeds would
+    hide how much the choice of the few labelled images matters (ELPV at 20 a class: the same method scored 75.7
+    and 57.9 balanced accuracy on two hash splits of one set). Every method of a seed gets the same order."""
+    order = np.random.default_rng(seed).permutation(len(split.labels))
+    return data.Split(split.images[order], split.labels[order])
+
+
 def schedule(cfg, num_examples, at_least_steps=0):
     """(epochs, eval_every_epochs) for a run: max_steps or at_least_steps, whichever is more (but at least
     min_epochs), about cfg.validations checks."""
@@ -267,8 +276,9 @@ def run(cfg, command=None):
     results = []
     for method, budget, seed in plan:
         per_class = None if not cfg.labels_per_class or budget == ALL else budget
-        given = target if cfg.labels_per_class else target._replace(train=labelled_subset(target.train, budget,
-                                                                                            seed))
+        given = (target._replace(train=seed_order(target.train, seed)) if per_class and cfg.image_dir else
+                 target if cfg.labels_per_class else
+                 target._replace(train=labelled_subset(target.train, budget, seed)))
         count = (per_class * len(target.class_names) if per_class else len(given.train.labels))
         tcfg = transfer_config(cfg, method, checkpoints.get(EVERY_METHOD[method].pretrained_on), os.path.join(
             cfg.work_dir, "runs", f"{method.replace(' ', '_').replace(',', '')}-{budget}-{seed}"), seed, count,

@@ -138,8 +138,8 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
                 if f.name not in ("data_dir", "other_data_dir", "work_dir", "report_dir")}
     per_class = bool(cfg.labels_per_class)
     subsets = ("Each run trains on the first N labelled images of each class of the training split, in "
-               + ("the folder's hash order (the same images for every seed; seeds change the initial weights and "
-                  "the batches)" if cfg.image_dir else "an order drawn from its seed") + "; 'all': every one. "
+               + "an order drawn from its seed (every method of a seed takes the same images; the spread over "
+                 "seeds includes which images carry labels); 'all': every one. "
                if per_class else
                "Each run trains on a labelled subset drawn at random per seed from the training split (all of it "
                "when the budget is larger" + ("" if cfg.image_dir else ": the validation split, the last 5,000 of "
