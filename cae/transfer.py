@@ -169,6 +169,10 @@ def check_options(cfg):
                         "augmented views at every step, so no feature cache can serve; drop --cache_features")
     if cfg.unlabeled_dir and not cfg.semi_supervised:
         raise UserError(f"--unlabeled_dir={cfg.unlabeled_dir} needs --semi_supervised")
+    if cfg.strong_photometric and not cfg.semi_supervised:
+        raise UserError(f"--strong_photometric={cfg.strong_photometric:g} needs --semi_supervised (it jitters only "
+                        f"the student's unlabelled view); for the labelled batches use --random_brightness and "
+                        f"--random_contrast")
     if cfg.num_labels and cfg.labels_per_class:
         raise UserError(f"--num_labels={cfg.num_labels} and --labels_per_class={cfg.labels_per_class}: give one")
     if cfg.cache_features and cfg.augmenting:

@@ -46,6 +46,7 @@ def assert_rejected(result, train_dir, before, *expected):
     ("pretrain_cae.py", "--input_mask=1", "flag --input_mask=1.0: expected a share of the patches >= 0 and < 1"),
     ("pretrain_cae.py", "--loss=ssim", "flag --loss=ssim: value should be one of <bce|mse|patch_mse>"),
     ("transfer_classify.py", "--learning_rate=-0.1", "flag --learning_rate=-0.1: expected a number > 0"),
+    ("transfer_classify.py", "--strong_photometric=50", "--strong_photometric=50 needs --semi_supervised"),
 ])
 def test_out_of_range_flag(train_dir, script, flag, expected):
     before = snapshot(train_dir)
