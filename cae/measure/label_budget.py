@@ -276,9 +276,12 @@ def run(cfg, command=None):
     results = []
     for method, budget, seed in plan:
         per_class = None if not cfg.labels_per_class or budget == ALL else budget
-        given = (target._replace(train=seed_order(target.train, seed)) if per_class and cfg.image_dir else
-                 target if cfg.labels_per_class else
-                 target._replace(train=labelled_subset(target.train, budget, seed)))
+        if not cfg.labels_per_class:
+            given = target._replace(train=labelled_subset(target.train, budget, seed))
+        elif per_class and cfg.image_dir:
+            given = target._replace(train=seed_order(target.train, seed))
+        else:  # every label, or MNIST, whose run draws its labelled images in an order of its own seed
+            given = target
         count = (per_class * len(target.class_names) if per_class else len(given.train.labels))
         tcfg = transfer_config(cfg, method, checkpoints.get(EVERY_METHOD[method].pretrained_on), os.path.join(
             cfg.work_dir, "runs", f"{method.replace(' ', '_').replace(',', '')}-{budget}-{seed}"), seed, count,
