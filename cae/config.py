@@ -116,6 +116,10 @@ class DataConfig(IdxDataConfig):
                                             "stable hash of each file's path decides).", check=PERCENTAGE)
     testing_percentage: int = option(10, "With --image_dir: percentage of images held out for the test.",
                                      check=PERCENTAGE)
+    fold: int = option(0, "With --image_dir: which test fold to hold out (cross-validation): fold F moves the test "
+                          "split F times its width round the hash order, so folds 0 ... K-1 at "
+                          "--testing_percentage=100/K test every image once; 0 is the plain split.",
+                       check=at_least(0))
     skip_bad_images: bool = option(False, "With --image_dir: skip files that are not decodable images (one "
                                           "warning) instead of stopping with an error.")
 
@@ -419,6 +423,10 @@ class ExperimentConfig(AugmentConfig):
     color_mode: str = same_as(DataConfig, "color_mode")
     validation_percentage: int = same_as(DataConfig, "validation_percentage")
     testing_percentage: int = same_as(DataConfig, "testing_percentage")
+    folds: int = option(1, "With --image_dir: cross-validation, every run on each of this many folds "
+                           "(transfer_classify --fold), each fold with an autoencoder of its own training split; the "
+                           "report pools folds and seeds. K folds need --testing_percentage of at most 100/K; at "
+                           "100/K every image is tested once.", check=at_least(1))
     work_dir: str = option("experiments/label_budget", "Checkpoints of every run: a new or empty directory, or an "
                                                        "earlier experiment's (emptied first).")
     report_dir: str = option("reports", "Where label_budget.md and label_budget.png go.")

@@ -1,5 +1,7 @@
 """Feature extraction, the command-line errors of the new flags, and the experiment's quick mode."""
 
+import collections
+import dataclasses
 import os
 import re
 import struct
@@ -187,6 +189,38 @@ def test_quick_experiment_on_a_folder_by_labels_per_class_with_the_semi_supervis
                 for m in ("scratch + augmentation", "fine-tuned + augmentation"))
     assert f"| 2 | {semi_mean:.2f} | " in report and f"| {semi_mean - rival:+.2f} |" in report
     assert "Command: `python scripts/experiment.py --image_dir=photos`" in report and "cross-domain" not in report
+
+
+def test_quick_cross_validation_tests_every_image_once_each_fold_with_its_own_autoencoder(tmp_path, mnist,
+                                                                                          monkeypatch):
+    from test_own_images import write_folder
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    write_folder(tmp_path / "scans", mnist, 30, (16, 16), color=False)
+    tested, restored = collections.defaultdict(list), []
+    real_transfer = transfer.transfer
+
+    def recording(cfg, datasets):
+        tested[cfg.fold].append(np.asarray(datasets.test.images))
+        restored.append((cfg.fold, cfg.checkpoint_path))
+        return real_transfer(cfg, datasets)
+    monkeypatch.setattr(transfer, "transfer", recording)
+    cfg = ExperimentConfig(image_dir=str(tmp_path / "scans"), quick=True, labels_per_class="all", folds=2,
+                           validation_percentage=10, testing_percentage=50, work_dir=str(tmp_path / "work"),
+                           report_dir=str(tmp_path / "reports"))
+    results = label_budget.run(cfg)
+    assert [(r["method"], r["seed"], r["fold"]) for r in results] == [
+        (m, seed, fold) for m in ("scratch", "frozen", "fine-tuned") for fold in (0, 1) for seed in (0, 1)]
+    rows = {fold: {row.tobytes() for row in images[0]} for fold, images in tested.items()}
+    assert all((images == tested[fold][0]).all() for fold in tested for images in tested[fold])
+    every = data.load_image_dir(str(tmp_path / "scans"), validation_percentage=10, testing_percentage=50)
+    assert rows[0].isdisjoint(rows[1]) and len(rows[0]) + len(rows[1]) == sum(
+        len(split.labels) for split in every.splits().values())  # each image tested in exactly one fold
+    assert {fold: {c for f, c in restored if f == fold and c} for fold in (0, 1)} == {
+        fold: {str(tmp_path / "work" / f"fold{fold}" / "source")} for fold in (0, 1)}
+    report = open(tmp_path / "reports" / "label_budget.md").read()
+    assert "mean +/- std over 2 seeds x 2 folds" in report and "scans, fold 1: test reconstruction loss" in report
+    with pytest.raises(UserError, match=re.escape("--folds=3: expected at most 2 at --testing_percentage=50")):
+        label_budget.run(dataclasses.replace(cfg, folds=3))
 
 
 @pytest.mark.parametrize("flags, message", [

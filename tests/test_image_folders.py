@@ -228,6 +228,22 @@ def test_splits_are_stable_when_images_are_added(tmp_path):
     assert moved == [] and sum(len(s.labels) for s in after.splits().values()) == 100
 
 
+def test_folds_test_every_image_once_and_fold_0_is_the_plain_split(tmp_path):
+    root = tmp_path / "img"
+    make_folder(root, {"a": 30, "b": 30})  # 60 distinct gray values
+    plain = load(root, validation_percentage=10, testing_percentage=20)
+    folds = [load(root, validation_percentage=10, testing_percentage=20, fold=f) for f in range(5)]
+    for name in data.SPLITS:
+        np.testing.assert_array_equal(getattr(folds[0], name).images, getattr(plain, name).images)
+    tested = [values_of(f.test) for f in folds]
+    assert sorted(sum(tested, [])) == sorted(values_of(plain.train) + values_of(plain.validation)
+                                             + values_of(plain.test))  # every image in one test fold
+    for fold in folds:  # each fold's splits are disjoint and hold every image
+        assert len(set(values_of(fold.train) + values_of(fold.validation) + values_of(fold.test))) == 60
+    one_line_error(r"--fold=5: expected 0 to 4 \(--testing_percentage=20 makes 5 folds with disjoint test sets\)",
+                   data.load_image_dir, str(root), validation_percentage=10, testing_percentage=20, fold=5)
+
+
 def test_num_labels_takes_the_first_of_the_hash_order(tmp_path):
     make_folder(tmp_path / "img", {"a": 20, "b": 20, "c": 20})
     full = load(tmp_path / "img")

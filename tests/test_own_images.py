@@ -232,3 +232,13 @@ def test_a_tiny_folder_pretrains_with_fewer_validation_images_than_the_grid_show
     assert metrics["steps"] > 0 and metrics["test_reconstruction_loss"] > 0
     grid = Image.open(tmp_path / "cae" / "images" / "reconstructions_inputs_vs_outputs.png")
     assert grid.size == (8 * 28, 2 * 28)
+
+
+def test_a_fold_past_the_last_is_one_line_before_the_folder_is_read(tmp_path):
+    train_dir = tmp_path / "run"
+    train_dir.mkdir()
+    (train_dir / "notes.txt").write_text("my earlier work\n")
+    before = snapshot(train_dir)
+    result = run_cli("transfer_classify.py", f"--image_dir={tmp_path / 'nowhere'}", f"--train_dir={train_dir}",
+                     "--testing_percentage=25", "--fold=4")
+    assert_rejected(result, train_dir, before, "--fold=4: expected 0 to 3 (--testing_percentage=25 makes 4 folds")

@@ -119,7 +119,7 @@ def from_config(cfg, labelled=True, limit=None, limit_flag="num_labels"):
                         f"holds the IDX files of --dataset, --image_dir your own images)")
     return load_image_dir(cfg.image_dir, cfg.image_size, cfg.color_mode, cfg.validation_percentage,
                           cfg.testing_percentage, num_labels=limit, labelled=labelled,
-                          skip_bad_images=cfg.skip_bad_images, limit_flag=limit_flag)
+                          skip_bad_images=cfg.skip_bad_images, limit_flag=limit_flag, fold=cfg.fold)
 
 
 __all__ = [

@@ -67,13 +67,13 @@ _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
 def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_percentage=10, testing_percentage=10,
                    num_labels=None, labelled=True, skip_bad_images=False, cache_dir=None, limit_flag="num_labels",
-                   workers=None, pool_threshold=POOL_THRESHOLD):
+                   workers=None, pool_threshold=POOL_THRESHOLD, fold=0):
     """Train/validation/test ``Datasets`` of the images in ``image_dir`` (see the module docstring).
 
     Images are uint8 rows [N, S*S*C] (row-major HWC), read from the cache's file a batch at a time (a
     cae.data.rows.RowFile; an array in memory where the cache cannot be written), ``image_shape`` (S, S, C),
-    ``class_names`` the class folders. Splits are stable per file (``cae.data.splits``); ``num_labels`` keeps the
-    first N training images of their hash order. Undecodable files raise a UserError naming the first, or with
+    ``class_names`` the class folders. Splits are stable per file (``cae.data.splits``; ``fold`` turns them for
+    cross-validation); ``num_labels`` keeps the first N training images of their hash order. Undecodable files raise a UserError naming the first, or with
     ``skip_bad_images`` are skipped with one warning. ``cache_dir`` overrides ``cae.data.cache.default_dir()``;
     ``workers`` (default: one per CPU) decode in separate processes when the files hold more than ``pool_threshold``
     bytes.
@@ -81,9 +81,9 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
 
     Every check on the options and the folder comes before anything is decoded or written.
     """
-    check_options(image_size, color_mode, validation_percentage, testing_percentage)
+    check_options(image_size, color_mode, validation_percentage, testing_percentage, fold)
     class_names, paths = list_images(image_dir, labelled)
-    listed = splits.hash_split(paths, validation_percentage, testing_percentage)
+    listed = splits.hash_split(paths, validation_percentage, testing_percentage, fold)
     _check_splits(image_dir, listed, len(paths), validation_percentage, testing_percentage)
     if num_labels is not None:
         splits.check_limit(num_labels, len(listed["train"]), limit_flag)
@@ -104,7 +104,7 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
             pool_threshold=pool_threshold, total_bytes=sum(size for _, size, _ in entries))
     _report_bad(image_dir, bad, errors, skip_bad_images)
     labels = _labels(good, class_names, labelled)
-    chosen = splits.hash_split(good, validation_percentage, testing_percentage)
+    chosen = splits.hash_split(good, validation_percentage, testing_percentage, fold)
     if bad:  # what was skipped may have emptied a class or a split
         if labelled:
             counts = np.bincount(labels, minlength=len(class_names))
@@ -175,7 +175,7 @@ def _report_bad(image_dir, bad, errors, skip_bad_images):
                     errors[0])
 
 
-def check_options(image_size, color_mode, validation_percentage, testing_percentage):
+def check_options(image_size, color_mode, validation_percentage, testing_percentage, fold=0):
     if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, numbers.Integral)
                                    or image_size < 8 or image_size % 4):
         raise UserError(f"--image_size={image_size}: expected a multiple of 4 that is at least 8 (the encoder "
@@ -189,6 +189,10 @@ def check_options(image_size, color_mode, validation_percentage, testing_percent
         raise UserError(f"--validation_percentage={validation_percentage} and --testing_percentage="
                         f"{testing_percentage} add up to {validation_percentage + testing_percentage}: expected "
                         f"less than 100 (the rest is the training split)")
+    last = splits.folds(testing_percentage) - 1
+    if isinstance(fold, bool) or not isinstance(fold, numbers.Integral) or not 0 <= fold <= last:
+        raise UserError(f"--fold={fold}: expected 0 to {last} (--testing_percentage={testing_percentage} makes "
+                        f"{last + 1} folds with disjoint test sets)")
 
 
 def list_images(image_dir, labelled=True, flag="image_dir"):

@@ -8,6 +8,11 @@ does: the sha1 of the path relative to the image folder (posix separators) picks
 [0, 100], so adding images to the folder never moves an old image to another split, and a run is reproducible
 without storing a list. Within each split the images are ordered by the same hash: a fixed order that mixes the
 classes, so ``--num_labels=N`` (the first N) still holds several classes.
+
+Folds (``--fold``) turn the percentages round the circle for cross-validation: fold F moves every image's
+percentage back by F * testing_percentage (modulo 100), so fold F tests the images in [v + F*t, v + (F+1)*t) and
+validates on [F*t, F*t + v) (v, t: the validation and testing percentages). Folds 0 ... 100 // t - 1 have
+disjoint test sets; at t = 100 / K the K folds test every image exactly once. Fold 0 is the plain split.
 """
 
 import hashlib
@@ -67,22 +72,30 @@ def percentage(digest):
     return (int(digest, 16) % (MAX_NUM_IMAGES_PER_CLASS + 1)) * (100.0 / MAX_NUM_IMAGES_PER_CLASS)
 
 
-def split_of(relative_path, validation_percentage, testing_percentage):
-    """'validation', 'test' or 'train' for one image; depends on nothing but its path and the two percentages."""
-    return _split_name(percentage(path_hash(relative_path)), validation_percentage, testing_percentage)
+def folds(testing_percentage):
+    """How many folds have disjoint test sets at ``testing_percentage``."""
+    return 100 // testing_percentage
 
 
-def hash_split(relative_paths, validation_percentage, testing_percentage):
+def split_of(relative_path, validation_percentage, testing_percentage, fold=0):
+    """'validation', 'test' or 'train' for one image; depends on nothing but its path, the two percentages and the
+    fold."""
+    return _split_name(percentage(path_hash(relative_path)), validation_percentage, testing_percentage, fold)
+
+
+def hash_split(relative_paths, validation_percentage, testing_percentage, fold=0):
     """{'train', 'validation', 'test'} -> int64 indices into ``relative_paths``, each in hash order."""
     digests = [path_hash(p) for p in relative_paths]
     order = sorted(range(len(relative_paths)), key=lambda i: (digests[i], relative_paths[i]))
     chosen = {name: [] for name in SPLITS}
     for i in order:
-        chosen[_split_name(percentage(digests[i]), validation_percentage, testing_percentage)].append(i)
+        chosen[_split_name(percentage(digests[i]), validation_percentage, testing_percentage, fold)].append(i)
     return {name: np.asarray(indices, dtype=np.int64) for name, indices in chosen.items()}
 
 
-def _split_name(value, validation_percentage, testing_percentage):
+def _split_name(value, validation_percentage, testing_percentage, fold=0):
+    if fold:  # (fold 0 keeps retrain.py's split exactly, 100.0 included)
+        value = (value - fold * testing_percentage) % 100
     if value < validation_percentage:
         return "validation"
     if value < validation_percentage + testing_percentage:

@@ -5,8 +5,10 @@ from scratch, on frozen pretrained convs (cached features), fine-tuned from the 
 rate for them), and from convs pretrained on the other domain (Fashion-MNIST; not for --image_dir, a folder of
 your own). At --semi_budgets it adds the semi-supervised run from the autoencoder and its fair baselines, scratch
 and fine-tuned with the same augmentation; at --ablation_budget the semi-supervised run piece by piece (ABLATION).
-Everything runs in this process on data loaded once; every run trains its whole schedule and is tested once, at its
-end (``--patience`` brings back early stopping on the validation split). Writes a markdown table and a PNG plot.
+Everything runs in this process on data loaded once (once per fold: with --folds a folder is cross-validated, each
+fold pretraining its own autoencoder, so a small test set's luck averages out); every run trains its whole schedule
+and is tested once, at its end (``--patience`` brings back early stopping on the validation split). Writes a
+markdown table and a PNG plot.
 """
 
 import dataclasses
@@ -126,10 +128,12 @@ def semi_supervised_steps(cfg, unlabeled_count):
     return cfg.semi_epochs * train.steps_per_epoch(unlabeled_count, unlabeled_batch(cfg.unlabeled_batch_size))
 
 
-def data_settings(cfg):
+def data_settings(cfg, fold=0):
     """The data flags a run's config records (its data are given to it, already loaded)."""
     if cfg.image_dir:
-        return dict(image_dir=cfg.image_dir, image_size=cfg.image_size, color_mode=cfg.color_mode)
+        return dict(image_dir=cfg.image_dir, image_size=cfg.image_size, color_mode=cfg.color_mode,
+                    validation_percentage=cfg.validation_percentage, testing_percentage=cfg.testing_percentage,
+                    fold=fold)
     return dict(dataset=cfg.dataset)
 
 
@@ -138,10 +142,10 @@ def model_settings(cfg):
     return dict(encoder_filters=cfg.encoder_filters, batch_norm=cfg.batch_norm)
 
 
-def pretrain_config(cfg, dataset, train_dir):
-    """The autoencoder of ``dataset`` (a built-in name, or None for --image_dir), with the experiment's
-    augmentation flags."""
-    where = data_settings(cfg) if dataset is None else dict(dataset=dataset)
+def pretrain_config(cfg, dataset, train_dir, fold=0):
+    """The autoencoder of ``dataset`` (a built-in name, or None for --image_dir's fold ``fold``), with the
+    experiment's augmentation flags."""
+    where = data_settings(cfg, fold) if dataset is None else dict(dataset=dataset)
     return PretrainConfig(
         **where, **augment.flags(augment.from_config(cfg)), **model_settings(cfg), train_dir=train_dir,
         epochs=cfg.pretrain_epochs,
@@ -153,7 +157,7 @@ def pretrain_config(cfg, dataset, train_dir):
 
 
 def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, image_shape=(28, 28, 1),
-                    labels_per_class=None, unlabeled_count=0):
+                    labels_per_class=None, unlabeled_count=0, fold=0):
     """The TransferConfig of one run. Supervised runs train max_steps; semi-supervised ones --semi_epochs passes
     over the ``unlabeled_count`` training images with transfer_classify's semi-supervised recipe. Methods
     "+ augmentation" and semi-supervised runs augment as a semi-supervised run's weak view does (the experiment's
@@ -177,7 +181,7 @@ def transfer_config(cfg, method, checkpoint, train_dir, seed, num_examples, imag
     if scopes == EVERY_LAYER:
         scopes = ",".join(models.classifier_scopes(cfg.filters))
     return TransferConfig(
-        **data_settings(cfg), **settings, **recipe, **model_settings(cfg), train_dir=train_dir,
+        **data_settings(cfg, fold), **settings, **recipe, **model_settings(cfg), train_dir=train_dir,
         checkpoint_path=checkpoint if m.pretrained_on else None, trainable_scopes=scopes,
         class_weight=cfg.class_weight, select_by=cfg.select_by,
         lr_schedule=cfg.lr_schedule, restored_lr_multiplier=cfg.restored_lr_multiplier if m.fine_tune else 1.0,
@@ -235,26 +239,52 @@ def reset_work_dir(work_dir):
     open(os.path.join(work_dir, WORK_DIR_MARK), "w").close()
 
 
-def load_target(cfg):
-    """The classified data: --image_dir's folder, or --dataset."""
+def check_folds(cfg):
+    if cfg.folds > 1 and not cfg.image_dir:
+        raise UserError(f"--folds={cfg.folds} needs --image_dir: {cfg.dataset} has a test file of its own")
+    if cfg.folds > data.splits.folds(cfg.testing_percentage):
+        raise UserError(f"--folds={cfg.folds}: expected at most {data.splits.folds(cfg.testing_percentage)} at "
+                        f"--testing_percentage={cfg.testing_percentage} (the folds' test sets must not overlap; "
+                        f"--testing_percentage={100 // cfg.folds} tests every image once)")
+
+
+def load_target(cfg, fold=0):
+    """The classified data: --image_dir's folder (its test fold ``fold``), or --dataset."""
     if cfg.image_dir:
         return data.load_image_dir(cfg.image_dir, cfg.image_size, cfg.color_mode, cfg.validation_percentage,
-                                   cfg.testing_percentage)
+                                   cfg.testing_percentage, fold=fold)
     return data.load(cfg.data_dir, dataset=cfg.dataset)
 
 
 def run(cfg, command=None):
-    """Pretrain on both domains (a folder: on its own training images only), train every run, write the report;
-    returns the list of result dicts."""
+    """Pretrain on both domains (a folder: on its own training images only), train every run (a folder: on each
+    fold), write the report; returns the list of result dicts."""
     if cfg.quick:
         cfg = quick_settings(cfg)
     plan = runs(cfg)
     if cfg.seeds < 1:
         raise UserError(f"--seeds={cfg.seeds}: expected at least 1")
+    check_folds(cfg)
     check_work_dir(cfg.work_dir)
     cfg = precision_this_cpu_runs(cfg)
     start = time.time()
-    target = load_target(cfg)
+    targets = [load_target(cfg, fold) for fold in range(cfg.folds)]  # every folder check before anything is written
+    augment.check_channels(augment.from_config(cfg), targets[0].image_shape)
+    reset_work_dir(cfg.work_dir)
+    results, pretrain_metrics = [], {}
+    for fold, target in enumerate(targets):
+        work_dir = os.path.join(cfg.work_dir, f"fold{fold}") if cfg.folds > 1 else cfg.work_dir
+        results += run_fold(cfg, plan, target, work_dir, pretrain_metrics, fold)
+    wall = time.time() - start
+    results.sort(key=lambda r: list(EVERY_METHOD).index(r["method"]))  # stable: budgets and seeds keep their order
+    from cae.measure import label_budget_report  # matplotlib is imported only when a report is written
+    label_budget_report.write(cfg, results, pretrain_metrics, wall, machine(), command)
+    return results
+
+
+def run_fold(cfg, plan, target, work_dir, pretrain_metrics, fold=0):
+    """Pretrain on both domains (a folder: on this fold's training images), then every run of ``plan`` on
+    ``target``; adds the pretrainings' metrics to ``pretrain_metrics`` and returns the runs' result dicts."""
     if cfg.quick:
         target = shrink(target, 400, 200, 500)
     source = {"source": target}
@@ -263,15 +293,13 @@ def run(cfg, command=None):
         source["other"] = data.load(cfg.other_data_dir, dataset=other)
         if cfg.quick:
             source["other"] = shrink(source["other"], 400, 200, 500)
-    augment.check_channels(augment.from_config(cfg), target.image_shape)
-    reset_work_dir(cfg.work_dir)
-    checkpoints, pretrain_metrics = {}, {}
+    checkpoints = {}
     for name, datasets in source.items():
         dataset = None if cfg.image_dir else cfg.dataset if name == "source" else OTHER_DATASET[cfg.dataset]
-        pcfg = pretrain_config(cfg, dataset, os.path.join(cfg.work_dir, name))
-        logging.info("pretraining on %s", dataset or cfg.image_dir)
-        pretrain_metrics[dataset or os.path.basename(os.path.normpath(cfg.image_dir))] = pretrain.pretrain(
-            pcfg, datasets)
+        pcfg = pretrain_config(cfg, dataset, os.path.join(work_dir, name), fold)
+        logging.info("pretraining on %s%s", dataset or cfg.image_dir, f", fold {fold}" if cfg.folds > 1 else "")
+        pretrained = dataset or os.path.basename(os.path.normpath(cfg.image_dir))
+        pretrain_metrics[pretrained + (f", fold {fold}" if cfg.folds > 1 else "")] = pretrain.pretrain(pcfg, datasets)
         checkpoints[name] = pcfg.train_dir
     results = []
     for method, budget, seed in plan:
@@ -284,16 +312,13 @@ def run(cfg, command=None):
             given = target
         count = (per_class * len(target.class_names) if per_class else len(given.train.labels))
         tcfg = transfer_config(cfg, method, checkpoints.get(EVERY_METHOD[method].pretrained_on), os.path.join(
-            cfg.work_dir, "runs", f"{method.replace(' ', '_').replace(',', '')}-{budget}-{seed}"), seed, count,
-            target.image_shape, per_class, unlabeled_count=len(target.train.labels))
+            work_dir, "runs", f"{method.replace(' ', '_').replace(',', '')}-{budget}-{seed}"), seed, count,
+            target.image_shape, per_class, unlabeled_count=len(target.train.labels), fold=fold)
         metrics = transfer.transfer(tcfg, given)
-        results.append(dict(metrics, method=method, budget=budget, seed=seed))
-        logging.info("%s, %s labels%s, seed %d: test accuracy %.4f", method, budget,
-                     " per class" if cfg.labels_per_class else "", seed, metrics["test_accuracy"])
-    wall = time.time() - start
-    results.sort(key=lambda r: list(EVERY_METHOD).index(r["method"]))  # stable: budgets and seeds keep their order
-    from cae.measure import label_budget_report  # matplotlib is imported only when a report is written
-    label_budget_report.write(cfg, results, pretrain_metrics, wall, machine(), command)
+        results.append(dict(metrics, method=method, budget=budget, seed=seed, fold=fold))
+        logging.info("%s, %s labels%s, seed %d%s: test accuracy %.4f", method, budget,
+                     " per class" if cfg.labels_per_class else "", seed, f", fold {fold}" if cfg.folds > 1 else "",
+                     metrics["test_accuracy"])
     return results
 
 

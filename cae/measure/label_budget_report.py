@@ -133,7 +133,8 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
     summary = summarize(results, cfg.select_by)
     png = os.path.join(cfg.report_dir, "label_budget.png")
     name = os.path.basename(os.path.normpath(cfg.image_dir)) if cfg.image_dir else cfg.dataset
-    plot(summary, png, f"{name}: test {measure} vs labels ({cfg.seeds} seeds, mean +/- std)", cfg.select_by)
+    runs_of_each = f"{cfg.seeds} seeds" + (f" x {cfg.folds} folds" if cfg.folds > 1 else "")
+    plot(summary, png, f"{name}: test {measure} vs labels ({runs_of_each}, mean +/- std)", cfg.select_by)
     settings = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)
                 if f.name not in ("data_dir", "other_data_dir", "work_dir", "report_dir")}
     per_class = bool(cfg.labels_per_class)
@@ -148,7 +149,7 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
     lines = [
         "# Label-budget experiment",
         "",
-        f"Test {measure} (%) on {name}, mean +/- std over {cfg.seeds} seeds"
+        f"Test {measure} (%) on {name}, mean +/- std over {runs_of_each}"
         + (" (**quick mode**: tiny data, not a result)" if cfg.quick else "") + ".",
         "",
         *table(summary, per_class),
@@ -161,6 +162,9 @@ def write(cfg, results, pretrain_metrics, wall_time_s, machine, command=None):
         f"![{measure} vs labels](label_budget.png)",
         "",
         subsets
+        + (f"Cross-validated: each of the {cfg.folds} folds tests its own {cfg.testing_percentage}% of the images "
+           "(transfer_classify --fold) and pretrains its own autoencoder on its training split; every fold and seed "
+           "counts once in the mean. " if cfg.folds > 1 else "")
         + (f"Runs stop early on validation {measure}; the test set is evaluated once per run, with the "
            "best-validation weights. " if cfg.patience else
            "Each run trains its whole learning-rate schedule; the test set is evaluated once per run, at its end. ")
