@@ -242,6 +242,11 @@ def test_folds_test_every_image_once_and_fold_0_is_the_plain_split(tmp_path):
         assert len(set(values_of(fold.train) + values_of(fold.validation) + values_of(fold.test))) == 60
     one_line_error(r"--fold=5: expected 0 to 4 \(--testing_percentage=20 makes 5 folds with disjoint test sets\)",
                    data.load_image_dir, str(root), validation_percentage=10, testing_percentage=20, fold=5)
+    # pretrain_cae and transfer_classify read their folder through from_config: the fold reaches it
+    from cae.config import PretrainConfig
+    given = data.from_config(PretrainConfig(image_dir=str(root), validation_percentage=10, testing_percentage=20,
+                                            fold=3), labelled=False)
+    assert values_of(given.test) == values_of(folds[3].test) and values_of(given.train) == values_of(folds[3].train)
 
 
 def test_num_labels_takes_the_first_of_the_hash_order(tmp_path):
