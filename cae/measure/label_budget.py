@@ -240,6 +240,7 @@ def reset_work_dir(work_dir):
 
 
 def check_folds(cfg):
+    """UserError unless --folds fits: a folder's, with test sets that do not overlap."""
     if cfg.folds > 1 and not cfg.image_dir:
         raise UserError(f"--folds={cfg.folds} needs --image_dir: {cfg.dataset} has a test file of its own")
     if cfg.folds > data.splits.folds(cfg.testing_percentage):
@@ -293,13 +294,13 @@ def run_fold(cfg, plan, target, work_dir, pretrain_metrics, fold=0):
         source["other"] = data.load(cfg.other_data_dir, dataset=other)
         if cfg.quick:
             source["other"] = shrink(source["other"], 400, 200, 500)
-    checkpoints = {}
+    checkpoints, of_fold = {}, f", fold {fold}" if cfg.folds > 1 else ""
     for name, datasets in source.items():
         dataset = None if cfg.image_dir else cfg.dataset if name == "source" else OTHER_DATASET[cfg.dataset]
         pcfg = pretrain_config(cfg, dataset, os.path.join(work_dir, name), fold)
-        logging.info("pretraining on %s%s", dataset or cfg.image_dir, f", fold {fold}" if cfg.folds > 1 else "")
+        logging.info("pretraining on %s%s", dataset or cfg.image_dir, of_fold)
         pretrained = dataset or os.path.basename(os.path.normpath(cfg.image_dir))
-        pretrain_metrics[pretrained + (f", fold {fold}" if cfg.folds > 1 else "")] = pretrain.pretrain(pcfg, datasets)
+        pretrain_metrics[pretrained + of_fold] = pretrain.pretrain(pcfg, datasets)
         checkpoints[name] = pcfg.train_dir
     results = []
     for method, budget, seed in plan:
@@ -317,8 +318,7 @@ def run_fold(cfg, plan, target, work_dir, pretrain_metrics, fold=0):
         metrics = transfer.transfer(tcfg, given)
         results.append(dict(metrics, method=method, budget=budget, seed=seed, fold=fold))
         logging.info("%s, %s labels%s, seed %d%s: test accuracy %.4f", method, budget,
-                     " per class" if cfg.labels_per_class else "", seed, f", fold {fold}" if cfg.folds > 1 else "",
-                     metrics["test_accuracy"])
+                     " per class" if cfg.labels_per_class else "", seed, of_fold, metrics["test_accuracy"])
     return results
 
 
