@@ -6,6 +6,7 @@ so a bad input leaves an existing train_dir exactly as it was.
 """
 
 import contextlib
+import json
 import os
 
 import tensorflow as tf
@@ -19,6 +20,40 @@ except ImportError:  # not on Windows: runs there are not locked
     fcntl = None
 
 v1 = tf.compat.v1
+
+
+SPLIT_FILE = "split.json"  # how a folder's run split its images, so that a resume keeps the split
+SPLIT_FLAGS = ("validation_percentage", "testing_percentage", "fold")
+
+
+def split_of(cfg):
+    """The split flags of a run on a folder (--image_dir), None for a built-in dataset (its test file is fixed)."""
+    if not getattr(cfg, "image_dir", None):
+        return None
+    return {flag: getattr(cfg, flag) for flag in SPLIT_FLAGS}
+
+
+def _flags(split):
+    if not isinstance(split, dict):
+        return "a built-in dataset's split"
+    return " ".join(f"--{flag}={split[flag]}" for flag in SPLIT_FLAGS if flag in split)
+
+
+def check_split(train_dir, split):
+    """A train_dir whose run split its images otherwise is not resumed with ``split`` (split_of): its checkpoint
+    has trained on images this split tests (another --fold, say), so its test figures would be false. UserError
+    before anything is written; a train_dir without split.json (new, or older than it) passes."""
+    path = os.path.join(train_dir, SPLIT_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    if stored != split:
+        raise UserError(f"--train_dir={train_dir}: its run was split at {_flags(stored)}, this one asks "
+                        f"{_flags(split)}; resumed, it would test on images it trained on: use a new --train_dir")
 
 
 def check_writable(train_dir):

@@ -71,12 +71,14 @@ class Run(NamedTuple):
 def check_devices_and_cluster(cfg):
     """Where a run of either workflow step will train, checked before anything is written: --num_clones against
     the devices and the batch, the cluster settings, and --train_dir where this task writes (one process, or a
-    cluster's chief: another task's machine may lack it). Returns this task of the cluster (None: one process)."""
+    cluster's chief: another task's machine may lack it), its split too when it resumes. Returns this task of the
+    cluster (None: one process)."""
     clones.check(cfg.num_clones, cfg.clone_on_cpu, cfg.batch_size)
     task = cluster.task_of(cfg)
     distributed.check(task, cfg)
     if task is None or task.is_chief:
         train_dir.check_writable(cfg.train_dir)
+        train_dir.check_split(cfg.train_dir, train_dir.split_of(cfg))
     return task
 
 
@@ -109,6 +111,8 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         for line in report:
             logging.info("%s", line)
         writer = train_dir.event_writer(cfg.train_dir, g.graph, first_step)
+        if train_dir.split_of(cfg):  # a folder's: its split must hold when the run resumes
+            train.write_json(os.path.join(cfg.train_dir, train_dir.SPLIT_FILE), train_dir.split_of(cfg))
         if classifier_info:
             model_info.write(cfg.train_dir, *classifier_info)
         if g.embedding is not None:

@@ -94,6 +94,20 @@ def test_rgb_folder_trains_a_colour_model_with_its_class_names(rgb_run):
                                                                           "source": "image_dir"}
 
 
+def test_a_folder_run_keeps_its_split_and_refuses_to_resume_on_another_fold(rgb_run):
+    root, _ = rgb_run
+    for run in ("cae", "transfer"):
+        assert json.loads((root / run / "split.json").read_text()) == {
+            "validation_percentage": 10, "testing_percentage": 10, "fold": 0}
+    before = snapshot(root / "transfer")
+    result = run_cli("transfer_classify.py", f"--image_dir={root / 'photos'}", f"--checkpoint_path={root / 'cae'}",
+                     f"--train_dir={root / 'transfer'}", "--epochs=16", "--fold=1")
+    assert_rejected(result, root / "transfer", before, f"--train_dir={root / 'transfer'}: its run was split at "
+                    "--validation_percentage=10 --testing_percentage=10 --fold=0, this one asks "
+                    "--validation_percentage=10 --testing_percentage=10 --fold=1; resumed, it would test on images "
+                    "it trained on: use a new --train_dir")
+
+
 def test_rgb_model_exports_and_predicts_by_class_name(rgb_run, tmp_path):
     root, paths = rgb_run
     export_dir = tmp_path / "export" / "1"
