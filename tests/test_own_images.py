@@ -205,7 +205,7 @@ def test_resuming_with_other_classes_is_refused(tmp_path, mnist):
 
 
 def bad_folders(root, mnist):
-    """{case: (folder, text the error must contain)}, each folder made here."""
+    """{case: (folder, text the error must contain[, flags])}, each folder made here."""
     one_class = root / "one_class"
     write_folder(one_class, mnist, per_class=5, size=(28, 28), color=False)
     for name in ("one", "four"):
@@ -223,18 +223,21 @@ def bad_folders(root, mnist):
         "one class": (one_class, str(one_class)),
         "empty class": (empty_class, str(empty_class / "seven")),
         "undecodable": (undecodable, f"{undecodable / 'one' / 'notes.png'}: not a decodable image"),
+        # checked before the folder is even listed
+        "fold past the last": (root / "nowhere", "--fold=5: expected 0 to 4 (--testing_percentage=20 makes 5 folds",
+                               ("--fold=5",)),
     }
 
 
-@pytest.mark.parametrize("case", ["missing", "one class", "empty class", "undecodable"])
+@pytest.mark.parametrize("case", ["missing", "one class", "empty class", "undecodable", "fold past the last"])
 def test_bad_folders_are_one_line_and_leave_the_train_dir_alone(tmp_path, mnist, case):
-    folder, expected = bad_folders(tmp_path, mnist)[case]
+    folder, expected, *flags = bad_folders(tmp_path, mnist)[case]
     train_dir = tmp_path / "run"
     train_dir.mkdir()
     (train_dir / "notes.txt").write_text("my earlier work\n")
     before = snapshot(train_dir)
     result = run_cli("transfer_classify.py", f"--image_dir={folder}", f"--train_dir={train_dir}",
-                     "--validation_percentage=20", "--testing_percentage=20")
+                     "--validation_percentage=20", "--testing_percentage=20", *(flags[0] if flags else ()))
     assert_rejected(result, train_dir, before, expected)
 
 
@@ -246,13 +249,3 @@ def test_a_tiny_folder_pretrains_with_fewer_validation_images_than_the_grid_show
     assert metrics["steps"] > 0 and metrics["test_reconstruction_loss"] > 0
     grid = Image.open(tmp_path / "cae" / "images" / "reconstructions_inputs_vs_outputs.png")
     assert grid.size == (8 * 28, 2 * 28)
-
-
-def test_a_fold_past_the_last_is_one_line_before_the_folder_is_read(tmp_path):
-    train_dir = tmp_path / "run"
-    train_dir.mkdir()
-    (train_dir / "notes.txt").write_text("my earlier work\n")
-    before = snapshot(train_dir)
-    result = run_cli("transfer_classify.py", f"--image_dir={tmp_path / 'nowhere'}", f"--train_dir={train_dir}",
-                     "--testing_percentage=25", "--fold=4")
-    assert_rejected(result, train_dir, before, "--fold=4: expected 0 to 3 (--testing_percentage=25 makes 4 folds")
