@@ -73,10 +73,10 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
     Images are uint8 rows [N, S*S*C] (row-major HWC), read from the cache's file a batch at a time (a
     cae.data.rows.RowFile; an array in memory where the cache cannot be written), ``image_shape`` (S, S, C),
     ``class_names`` the class folders. Splits are stable per file (``cae.data.splits``; ``fold`` turns them for
-    cross-validation); ``num_labels`` keeps the first N training images of their hash order. Undecodable files raise a UserError naming the first, or with
-    ``skip_bad_images`` are skipped with one warning. ``cache_dir`` overrides ``cae.data.cache.default_dir()``;
-    ``workers`` (default: one per CPU) decode in separate processes when the files hold more than ``pool_threshold``
-    bytes.
+    cross-validation); ``num_labels`` keeps the first N training images of their hash order. Undecodable files
+    raise a UserError naming the first, or with ``skip_bad_images`` are skipped with one warning. ``cache_dir``
+    overrides ``cae.data.cache.default_dir()``; ``workers`` (default: one per CPU) decode in separate processes
+    when the files hold more than ``pool_threshold`` bytes.
 
 
     Every check on the options and the folder comes before anything is decoded or written.
