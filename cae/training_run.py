@@ -111,8 +111,9 @@ def run(cfg, g, datasets, initialize, on_epoch_end, finish, projector_set=None, 
         for line in report:
             logging.info("%s", line)
         writer = train_dir.event_writer(cfg.train_dir, g.graph, first_step)
-        if train_dir.split_of(cfg):  # a folder's: its split must hold when the run resumes
-            train.write_json(os.path.join(cfg.train_dir, train_dir.SPLIT_FILE), train_dir.split_of(cfg))
+        split = train_dir.split_of(cfg)
+        if split:  # a folder's: it must hold when the run resumes
+            train.write_json(os.path.join(cfg.train_dir, train_dir.SPLIT_FILE), split)
         if classifier_info:
             model_info.write(cfg.train_dir, *classifier_info)
         if g.embedding is not None:
