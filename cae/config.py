@@ -334,6 +334,10 @@ class TransferConfig(RunConfig):
                                        check=PERCENT_OR_ZERO)
     restored_lr_multiplier: float = option(1.0, "Fine-tuning: restored layers listed in --trainable_scopes learn at "
                                                 "--learning_rate times this (their own Adam optimizer).")
+    restored_warmup: float = option(0.0, "Fine-tuning: restored layers listed in --trainable_scopes stay still for "
+                                         "this fraction of the steps while the new layers learn on their features, "
+                                         "then learn at their rate (linear probing, then fine-tuning).",
+                                    check=(lambda v: 0 <= v < 1, "expected a fraction in [0, 1)"))
     cache_features: bool = option(None, "Compute the frozen layers' output once per image and train the rest on "
                                         "it (needs every restored layer frozen). Default: on for the frozen-conv "
                                         "default (--checkpoint_path without --trainable_scopes), else off.")

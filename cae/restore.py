@@ -132,9 +132,11 @@ def restore_saver(variables):
     return v1.train.Saver(var_list=by_name(variables), name="restore_saver")
 
 
-def report_lines(restored, model_variables, checkpoint, trained=None, restored_lr_multiplier=1.0):
+def report_lines(restored, model_variables, checkpoint, trained=None, restored_lr_multiplier=1.0,
+                 restored_warmup_steps=0):
     """Lines for the restore report: each restored variable with its shape and source, then the rest; with
-    ``trained``, each line also says whether the variable is frozen or trained, and at which rate."""
+    ``trained``, each line also says whether the variable is frozen or trained, at which rate and from which
+    step."""
     restored_names = {v.op.name for v in restored}
     trained_names = None if trained is None else {v.op.name for v in trained}
 
@@ -146,9 +148,11 @@ def report_lines(restored, model_variables, checkpoint, trained=None, restored_l
             # batch norm's averages follow the batches of a trained layer (UPDATE_OPS), not the optimizer
             moving = name in ("moving_mean", "moving_variance") and f"{scope}/gamma" in trained_names
             return "  updated: moving average of the training batches" if moving else "  frozen"
-        if v.op.name in restored_names and restored_lr_multiplier != 1.0:
-            return f"  trained at learning_rate x {restored_lr_multiplier:g}"
-        return "  trained"
+        if v.op.name not in restored_names:
+            return "  trained"
+        rate = f" at learning_rate x {restored_lr_multiplier:g}" if restored_lr_multiplier != 1.0 else ""
+        start = f" from step {restored_warmup_steps}" if restored_warmup_steps else ""
+        return f"  trained{rate}{start}"
     lines = [f"restored  {v.op.name:<16} {str(v.shape.as_list()):<18} from {checkpoint}{training(v)}"
              for v in restored]
     lines += [f"initial   {v.op.name:<16} {str(v.shape.as_list()):<18} (initializer){training(v)}"

@@ -102,7 +102,8 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
         with v1.name_scope("Solver"):
             learning_rate = train.learning_rate(cfg.learning_rate, cfg.lr_schedule, global_step, total_steps)
             train_op, learning_rates = optimize.train_op(objective, trained, restored, learning_rate,
-                                                         cfg.restored_lr_multiplier, global_step, towers, sync)
+                                                         cfg.restored_lr_multiplier, global_step, towers, sync,
+                                                         restored_warmup_steps(cfg, total_steps))
         after_restore = None
         if semi and semi.averages:
             averaged = [v for v in model_variables if v.op.name in semi.averages]
@@ -133,23 +134,29 @@ def build_graph(cfg, total_steps, image_shape=models.MNIST_SHAPE, num_classes=mo
             sync=sync)
 
 
-def initialize(sess, g, cfg):
+def restored_warmup_steps(cfg, total_steps):
+    """The steps at the start of the run during which the restored layers stand still (--restored_warmup)."""
+    return int(round(cfg.restored_warmup * total_steps)) if cfg.checkpoint_path else 0
+
+
+def initialize(sess, g, cfg, warmup_steps=0):
     """Run the initializer, then restore: the train_dir's own checkpoint if it has one (resume), else only the
-    selected scopes from --checkpoint_path. Returns the restore report lines."""
+    selected scopes from --checkpoint_path. Returns the restore report lines (``warmup_steps``: the restored layers'
+    first trained step, for the report)."""
     sess.run(g.init)
     own = train.restore_latest(sess, g.saver, cfg.train_dir)
     if own:
         note = f" (--checkpoint_path {cfg.checkpoint_path} ignored)" if cfg.checkpoint_path else ""
         return [f"resumed all variables from {own}{note}"]
     if not cfg.checkpoint_path:
-        lines = restore.report_lines([], g.model_variables, None, g.trained, cfg.restored_lr_multiplier)
+        lines = restore.report_lines([], g.model_variables, None, g.trained)
     else:
         checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
         restore.check_input_channels(checkpoint, g.restored)
         restore.check_compatible(checkpoint, g.restored)
         g.restore_saver.restore(sess, checkpoint)
         lines = restore.report_lines(g.restored, g.model_variables, checkpoint, g.trained,
-                                     cfg.restored_lr_multiplier)
+                                     cfg.restored_lr_multiplier, warmup_steps)
     if g.after_restore is not None:
         sess.run(g.after_restore)
         lines.append("teacher: the exponential moving average of the classifier's weights starts from them")
@@ -173,6 +180,9 @@ def check_options(cfg):
         raise UserError(f"--strong_photometric={cfg.strong_photometric:g} needs --semi_supervised (it jitters only "
                         f"the student's unlabelled view); for the labelled batches use --random_brightness and "
                         f"--random_contrast")
+    if cfg.restored_warmup and not cfg.checkpoint_path:
+        raise UserError(f"--restored_warmup={cfg.restored_warmup:g} needs --checkpoint_path (it holds the restored "
+                        f"layers still while the new ones learn)")
     if cfg.num_labels and cfg.labels_per_class:
         raise UserError(f"--num_labels={cfg.num_labels} and --labels_per_class={cfg.labels_per_class}: give one")
     if cfg.cache_features and cfg.augmenting:
@@ -312,7 +322,7 @@ def transfer(cfg, datasets=None):
         projector.check_resume(cfg.train_dir, g.embedding.variable, cfg.projector_images)
 
     def initialize_and_log(sess):
-        lines = initialize(sess, g, cfg)
+        lines = initialize(sess, g, cfg, restored_warmup_steps(cfg, total_steps))
         return lines + [f"training: {', '.join(v.op.name for v in g.trained)}"]
 
     def prepare_batches(sess):

@@ -47,6 +47,8 @@ def assert_rejected(result, train_dir, before, *expected):
     ("pretrain_cae.py", "--loss=ssim", "flag --loss=ssim: value should be one of <bce|mse|patch_mse>"),
     ("transfer_classify.py", "--learning_rate=-0.1", "flag --learning_rate=-0.1: expected a number > 0"),
     ("transfer_classify.py", "--strong_photometric=50", "--strong_photometric=50 needs --semi_supervised"),
+    ("transfer_classify.py", "--restored_warmup=0.2", "--restored_warmup=0.2 needs --checkpoint_path"),
+    ("transfer_classify.py", "--restored_warmup=1", "flag --restored_warmup=1.0: expected a fraction in [0, 1)"),
 ])
 def test_out_of_range_flag(train_dir, script, flag, expected):
     before = snapshot(train_dir)

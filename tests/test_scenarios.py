@@ -61,6 +61,33 @@ def test_multiplier_one_is_plain_fine_tuning(tmp_path, cae_checkpoint, mnist):
     assert deltas["conv1/kernel"] == pytest.approx(1e-3, rel=0.01)
 
 
+def test_restored_warmup_holds_the_restored_layers_then_trains_them(tmp_path, cae_checkpoint, mnist):
+    """--restored_warmup=0.3 of 10 steps: the restored convs stay bit for bit the checkpoint's for 3 steps while
+    the new layers learn, then move at their own rate."""
+    cfg = TransferConfig(checkpoint_path=cae_checkpoint, train_dir=str(tmp_path), trainable_scopes="conv1,conv2,"
+                         "fc1,logits", learning_rate=1e-3, lr_schedule="constant", restored_lr_multiplier=0.1,
+                         restored_warmup=0.3)
+    reader = tf.train.load_checkpoint(cae_checkpoint)
+    g = transfer.build_graph(cfg, total_steps=10)
+    with g.graph.as_default(), v1.Session() as sess:
+        report = transfer.initialize(sess, g, cfg, transfer.restored_warmup_steps(cfg, 10))
+        head = values(sess, HEAD_VARIABLES)
+        for step in range(4):
+            if step == 3:
+                held = values(sess, CONV_VARIABLES)
+            images, labels = one_batch(mnist, start=64 * step)
+            sess.run(g.train_op, {g.model.images: images, g.input.labels: labels})
+        conv = values(sess, CONV_VARIABLES)
+        moved = values(sess, HEAD_VARIABLES)
+    for name in CONV_VARIABLES:
+        np.testing.assert_array_equal(held[name], reader.get_tensor(name))
+        # Adam's moments gathered during the warm-up: a step of at most about the (slow) rate, not exactly it
+        assert 0 < np.abs(conv[name] - held[name]).max() <= 1.1e-4, name
+    assert all(not np.array_equal(moved[n], head[n]) for n in HEAD_VARIABLES)
+    assert any(line.startswith("restored  conv1/kernel") and line.endswith("at learning_rate x 0.1 from step 3")
+               for line in report)
+
+
 @pytest.mark.parametrize("restore_scopes, trainable_scopes, frozen", [
     ("conv1", "conv2,fc1,logits", ["conv1/kernel", "conv1/bias"]),  # restore conv1 only, train the rest
     ("conv1,conv2", "conv2,fc1,logits", ["conv1/kernel", "conv1/bias"]),  # freeze conv1, fine-tune conv2
