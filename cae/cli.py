@@ -192,7 +192,8 @@ def predict_main():
     import json
     from cae import predict
     flags.DEFINE_string("model", "checkpoints/transfer",
-                        "Transfer checkpoint prefix or directory, or a SavedModel directory from cae-export.")
+                        "Transfer checkpoint prefix or directory (its latest; a --patience run's best/, as "
+                        "tested), or a SavedModel directory from cae-export.")
     flags.DEFINE_bool("json", False, "Print one JSON list (file, class, class_name, probability, probabilities) "
                                      "instead.")
 

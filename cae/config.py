@@ -371,7 +371,7 @@ class TransferConfig(RunConfig):
 @dataclasses.dataclass
 class ExportConfig:
     checkpoint_path: str = option("checkpoints/transfer", "Transfer (classifier) checkpoint prefix, or a directory "
-                                                          "(its latest).")
+                                                          "(its latest; a --patience run's best/, as tested).")
     # A version directory, as TF Serving reads: it must not exist yet, or be empty.
     export_dir: str = option("export/1", "New (or empty) directory for the SavedModel; an existing one is never "
                                          "overwritten.")

@@ -20,7 +20,7 @@ import tempfile
 
 import tensorflow as tf
 
-from cae import model_info, models, restore, semi_supervised, session
+from cae import model_info, models, restore, semi_supervised, session, train_dir
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -70,7 +70,10 @@ def classifier_info(checkpoint):
         raise UserError(f"{checkpoint}: cannot restore: {'; '.join(f'{name} missing' for name in missing)} (not "
                         f"a classifier checkpoint)")
     image_shape, num_classes, filters = models.classifier_geometry(shapes)
-    return (*model_info.read(os.path.dirname(checkpoint), image_shape, num_classes),
+    directory = os.path.dirname(checkpoint)
+    if model_info.read_class_names(directory) is None and os.path.basename(directory) == train_dir.BEST_DIR:
+        directory = os.path.dirname(directory)  # a best/ from before it had its own copies: its run's
+    return (*model_info.read(directory, image_shape, num_classes),
             (filters, models.has_batch_norm(shapes)))
 
 
@@ -111,7 +114,7 @@ def export(cfg):
     It is built in a temporary sibling directory and renamed into place, so a failed export leaves nothing.
     """
     _check_export_dir(cfg.export_dir)
-    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+    checkpoint = train_dir.tested_checkpoint(cfg.checkpoint_path, "checkpoint_path")
     class_names, spec, (filters, batch_norm) = classifier_info(checkpoint)
     parent = os.path.dirname(os.path.abspath(cfg.export_dir))
     os.makedirs(parent, exist_ok=True)

@@ -15,7 +15,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from cae import data, export, model_info, models, restore, session
+from cae import data, export, model_info, models, restore, session, train_dir
 from cae.data import IMAGE_SIZE, folders
 from cae.errors import UserError
 
@@ -123,8 +123,8 @@ def is_saved_model(path):
 
 
 def open_model(sess, model):
-    """Load a SavedModel directory, or build the classifier and restore a checkpoint (prefix or directory), into
-    the session's graph. Returns the serving_default signature's (images placeholder, {name: output tensor}), the
+    """Load a SavedModel directory, or build the classifier and restore a checkpoint (a prefix, or a directory's
+    tested one: train_dir.tested_checkpoint), into the session's graph. Returns the serving_default signature's (images placeholder, {name: output tensor}), the
     class names and the model_info.InputSpec."""
     if is_saved_model(model):
         meta_graph = v1.saved_model.load(sess, [v1.saved_model.tag_constants.SERVING], model)
@@ -136,7 +136,7 @@ def open_model(sess, model):
         class_names, spec = model_info.read(os.path.join(model, "assets"), image_shape, num_classes)
         return images, outputs, class_names, spec
     try:
-        checkpoint = restore.resolve_checkpoint(model, flag="model")
+        checkpoint = train_dir.tested_checkpoint(model, "model")
     except UserError as e:
         raise UserError(f"{e}; nor is it a SavedModel directory (no saved_model.pb)") from None
     class_names, spec, encoder = export.classifier_info(checkpoint)

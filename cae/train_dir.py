@@ -12,6 +12,7 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from cae import restore
 from cae.errors import UserError
 
 try:
@@ -22,6 +23,7 @@ except ImportError:  # not on Windows: runs there are not locked
 v1 = tf.compat.v1
 
 
+BEST_DIR = "best"  # early stopping's best-validation weights: the ones its run tests (cae.transfer)
 SPLIT_FILE = "split.json"  # how a folder's run split its images, so that a resume keeps the split
 SPLIT_FLAGS = ("validation_percentage", "testing_percentage", "fold")
 
@@ -111,3 +113,16 @@ def event_writer(train_dir, graph, first_step):
     if first_step:
         writer.add_session_log(v1.SessionLog(status=v1.SessionLog.START), first_step + 1)
     return writer
+
+
+def tested_checkpoint(path, flag):
+    """The checkpoint a classifier's run tested, which its metrics.json describes: in a train_dir that kept the
+    best validation's weights (``<train_dir>/best/``, with --patience) the latest there, else as
+    restore.resolve_checkpoint resolves ``path`` (a prefix, or a directory's latest)."""
+    best = os.path.join(path, BEST_DIR)
+    if os.path.isdir(path) and tf.train.latest_checkpoint(best):
+        checkpoint = restore.resolve_checkpoint(best, flag)
+        logging.info("--%s=%s: the best validation's weights, %s, as its run tested them (pass a checkpoint "
+                     "prefix for another)", flag, path, checkpoint)
+        return checkpoint
+    return restore.resolve_checkpoint(path, flag)

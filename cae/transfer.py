@@ -11,7 +11,7 @@ from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
 from cae import augment, class_metrics, clones, cluster, data, distributed, features, model_info, models, optimize
 from cae import pipeline, progress, projector, restore, semi_supervised, session, summaries, train
-from cae import training_run
+from cae import train_dir, training_run
 from cae.config import PretrainConfig
 from cae.errors import UserError
 
@@ -335,6 +335,7 @@ def transfer(cfg, datasets=None):
         return pipeline.Feed(cache_point[1], g.input.labels), cached
 
     best = {"score": -1.0, "accuracy": None, "epoch": 0, "evaluations_since": 0}
+    best_dir = os.path.join(cfg.train_dir, train_dir.BEST_DIR)
 
     def on_epoch_end(run, epoch, step):
         """Validate and checkpoint; with --patience keep the best weights by --select_by; return True to stop (no
@@ -348,8 +349,9 @@ def transfer(cfg, datasets=None):
         run.save(step)
         if val[cfg.select_by] > best["score"]:
             best.update(score=val[cfg.select_by], accuracy=val["accuracy"], epoch=epoch, evaluations_since=0)
-            if cfg.patience:
-                g.best_saver.save(run.sess, os.path.join(cfg.train_dir, "best", "model.ckpt"), step)
+            if cfg.patience:  # a model of its own: predict and export take it as it is (train_dir.tested_checkpoint)
+                g.best_saver.save(run.sess, os.path.join(best_dir, "model.ckpt"), step)
+                model_info.write(best_dir, datasets.class_names, model_info.spec_of(datasets, cfg.image_dir))
         else:
             best["evaluations_since"] += 1
         if cfg.stop_at_accuracy and val["accuracy"] >= cfg.stop_at_accuracy:
@@ -361,7 +363,7 @@ def transfer(cfg, datasets=None):
 
     def finish(run, step):
         if cfg.patience and best["epoch"]:  # early stopping: test the weights of the best validation
-            g.best_saver.restore(run.sess, tf.train.latest_checkpoint(os.path.join(cfg.train_dir, "best")))
+            g.best_saver.restore(run.sess, tf.train.latest_checkpoint(best_dir))
         test = measure(run, g, run.splits.test, datasets.class_names, "test", step)
         summaries.image("test/confusion_matrix", summaries.confusion_pixels(test["counts"], datasets.class_names),
                         step, run.writer)

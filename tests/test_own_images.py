@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cae import export, extract, features, pretrain, transfer
+from cae import export, extract, features, pretrain, train_dir, transfer
 from cae.config import ExportConfig, ExtractConfig, PretrainConfig, TransferConfig
 from cae.errors import UserError
 
@@ -128,6 +128,44 @@ def test_rgb_model_exports_and_predicts_by_class_name(rgb_run, tmp_path):
     predicted = [line.split(": ")[1].split(" (probability")[0] for line in lines[str(export_dir)]]
     assert [line.split(": ")[0] for line in lines[str(export_dir)]] == files
     assert set(predicted) <= set(DIGITS) and np.mean(np.array(predicted) == np.array(truth)) > 0.8
+
+
+def test_an_early_stopping_run_exports_and_predicts_the_weights_it_tested(tmp_path, mnist):
+    """With --patience a run tests <train_dir>/best/ (the best validation's weights), so export and predict of its
+    train_dir take those, not the last step's; best/ is itself a model, its class names and input spec beside it."""
+    folder = tmp_path / "gray"
+    paths = write_folder(folder, mnist, per_class=30, size=(24, 24), color=False)
+    run = tmp_path / "run"
+    metrics = transfer.transfer(TransferConfig(image_dir=str(folder), train_dir=str(run), epochs=3, patience=5,
+                                               learning_rate=3e-3, projector_images=0, seed=0))
+    best = tf.train.latest_checkpoint(str(run / "best"))
+    assert best.endswith(f"model.ckpt-{metrics['best_epoch'] * metrics['steps'] // 3}")
+    assert train_dir.tested_checkpoint(str(run), "model") == best
+    assert train_dir.tested_checkpoint(str(run / "best"), "model") == best
+    last = tf.train.latest_checkpoint(str(run))
+    assert train_dir.tested_checkpoint(last, "model") == last  # a prefix is taken as given
+    assert (run / "best" / "labels.txt").read_text() == "four\none\nzero\n"
+
+    export_dir = tmp_path / "export"
+    export.export(ExportConfig(checkpoint_path=str(run), export_dir=str(export_dir)))
+    exported = tf.train.load_checkpoint(str(export_dir / "variables" / "variables"))
+    tested = tf.train.load_checkpoint(best)
+    for name in ("conv1/kernel", "fc1/kernel", "logits/bias"):
+        np.testing.assert_array_equal(exported.get_tensor(name), tested.get_tensor(name), err_msg=name)
+
+    files = [path for name in DIGITS for path in paths[name][:4]]
+    got = {}
+    for model in (run, run / "best", export_dir):
+        result = run_cli("predict.py", f"--model={model}", "--json", *files)
+        assert result.returncode == 0, result.stderr[-3000:]
+        got[model] = json.loads(result.stdout)
+    assert got[run] == got[run / "best"]
+    for name in ("labels.txt", "input.json"):  # a best/ from before it had its own copies reads its run's
+        (run / "best" / name).unlink()
+    result = run_cli("predict.py", f"--model={run / 'best'}", "--json", *files)
+    assert result.returncode == 0 and json.loads(result.stdout) == got[run], result.stderr[-3000:]
+    np.testing.assert_allclose([r["probabilities"] for r in got[export_dir]],
+                               [r["probabilities"] for r in got[run]], atol=1e-6)
 
 
 def test_gray_folder_of_another_size_restores_mnist_convs_and_keeps_them_frozen(tmp_path, mnist, cae_checkpoint):
