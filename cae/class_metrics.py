@@ -9,6 +9,10 @@ from the confusion matrix counts[true, predicted]:
 - macro F1 = the mean of the F1s;
 - for two classes, ROC AUC of the second class's probability (the chance that a random image of it scores above
   a random image of the first; ties count half).
+
+An inspector then fixes how many of the rare class may be missed: --target_recall picks, on the validation split,
+the threshold on that class's probability which finds that share of it (threshold_for_recall), and the test split
+says what it costs in false alarms (at_threshold).
 """
 
 import numpy as np
@@ -77,6 +81,49 @@ def report(counts, labels, probabilities, class_names):
     if len(class_names) == 2:
         values["roc_auc"] = roc_auc(np.asarray(labels) == 1, np.asarray(probabilities)[:, 1])
     return values
+
+
+def threshold_for_recall(is_positive, scores, target):
+    """The highest threshold t such that ``scores >= t`` flags at least the share ``target`` of the positives (the
+    k-th highest positive score, k = ceil(target * positives)); ValueError without positives."""
+    positive_scores = np.sort(np.asarray(scores)[np.asarray(is_positive, bool)])[::-1]
+    if not len(positive_scores):
+        raise ValueError("no image of the class to find")
+    needed = max(1, int(np.ceil(target * len(positive_scores) - 1e-9)))
+    return float(positive_scores[needed - 1])
+
+
+def at_threshold(is_positive, scores, threshold):
+    """What flagging ``scores >= threshold`` does: recall (share of positives flagged), false_alarm_rate (share of
+    negatives flagged), precision (share of flagged that are positive; 0 if none is), and the counts."""
+    is_positive = np.asarray(is_positive, bool)
+    flagged = np.asarray(scores) >= threshold
+    found, false_alarms = int((flagged & is_positive).sum()), int((flagged & ~is_positive).sum())
+    positives, negatives = int(is_positive.sum()), int((~is_positive).sum())
+    return {"recall": found / positives if positives else 0.0,
+            "false_alarm_rate": false_alarms / negatives if negatives else 0.0,
+            "precision": found / (found + false_alarms) if found + false_alarms else 0.0,
+            "found": found, "positives": positives, "false_alarms": false_alarms, "negatives": negatives}
+
+
+def operating_point(target_recall, index, class_name, validation, test):
+    """--target_recall's report: the threshold on class ``index``'s probability chosen on the validation split,
+    and what it does there and on the test split (each a (labels, probabilities) pair)."""
+    scores = {name: (np.asarray(labels) == index, np.asarray(probabilities)[:, index])
+              for name, (labels, probabilities) in (("validation", validation), ("test", test))}
+    threshold = threshold_for_recall(*scores["validation"], target_recall)
+    return {"class": class_name, "target_recall": target_recall, "threshold": threshold,
+            **{name: at_threshold(*pair, threshold) for name, pair in scores.items()}}
+
+
+def operating_point_lines(report):
+    """The log lines of an operating_point report."""
+    name, val, test = report["class"], report["validation"], report["test"]
+    return [f"operating point: {name} where its probability >= {report['threshold']:.4f}, which finds "
+            f"{val['recall']:.1%} of the validation's {name} (--target_recall={report['target_recall']:g})",
+            f"on the test split it finds {test['recall']:.1%} of {name} ({test['found']} of {test['positives']}) "
+            f"at a false alarm rate of {test['false_alarm_rate']:.1%} ({test['false_alarms']} of "
+            f"{test['negatives']} others flagged), precision {test['precision']:.1%}"]
 
 
 def table_lines(values):

@@ -352,6 +352,12 @@ class TransferConfig(RunConfig):
     select_by: str = option("accuracy", "What --patience's early stopping and the best checkpoint follow on the "
                                         "validation split (balanced_accuracy or macro_f1 for imbalanced classes).",
                             choices=SELECT_BY)
+    target_recall: float = option(0.0, "Two classes: the decision threshold is chosen on the validation split to "
+                                       "find at least this share of --positive_class (0.95: 19 in 20 defective "
+                                       "parts); the test split is measured at it, export and predict apply it "
+                                       "(0: the more probable class).", check=UNIT_INTERVAL)
+    positive_class: str = option("", "With --target_recall: the class to find (default: the one with fewer "
+                                     "training images).")
 
     def settled(self):
         """This config with the defaults that depend on other settings filled in: the recipe (epochs, batch size,

@@ -12,6 +12,8 @@ The export graph is fresh: the classifier only (no optimizer, slots or global_st
 each returning ``classes`` int64 [N] and ``probabilities`` float32 [N, K]. A SignatureDef has one dtype per
 input, hence two signatures for the two input kinds. ``assets/labels.txt`` names the classes in logit order and
 ``assets/input.json`` says how images were made (cae.model_info), so cae-predict uses the model as it was trained.
+A two-class model trained with --target_recall carries its operating point (``assets/decision.json``): its
+``classes`` flag the chosen class from that probability on, not from the argmax.
 """
 
 import os
@@ -29,11 +31,18 @@ DEFAULT_SIGNATURE = v1.saved_model.signature_constants.DEFAULT_SERVING_SIGNATURE
 UINT8_SIGNATURE = "serving_uint8"
 
 
-def _outputs(images, name, image_shape, num_classes, filters, batch_norm):
-    """The signature outputs of the classifier on [N, H, W(, C)] float images in [0, 1]."""
+def _outputs(images, name, image_shape, num_classes, filters, batch_norm, flag=None):
+    """The signature outputs of the classifier on [N, H, W(, C)] float images in [0, 1]; ``flag`` (class index,
+    threshold) of a two-class model's operating point: that class where its probability reaches the threshold,
+    else the other one."""
     t = models.classifier(tf.reshape(images, [-1, models.num_pixels(image_shape)]), num_classes,
                           image_shape=image_shape, filters=filters, batch_norm=batch_norm)
-    return {"classes": tf.identity(t.predictions, name=f"{name}/classes"),
+    classes = t.predictions
+    if flag is not None:
+        index, threshold = flag
+        classes = tf.where(t.probabilities[:, index] >= threshold, tf.constant(index, tf.int64),
+                           tf.constant(1 - index, tf.int64))
+    return {"classes": tf.identity(classes, name=f"{name}/classes"),
             "probabilities": tf.identity(t.probabilities, name=f"{name}/probabilities")}
 
 
@@ -44,24 +53,25 @@ def input_shape(image_shape):
 
 
 def serving_signatures(image_shape=models.MNIST_SHAPE, num_classes=models.MNIST_CLASSES,
-                       filters=models.ENCODER_FILTERS, batch_norm=False):
+                       filters=models.ENCODER_FILTERS, batch_norm=False, flag=None):
     """Add the classifier to the default graph, fed by a float and a uint8 placeholder (the second copy reuses
-    the first one's variables). Returns {signature name: {"inputs": {...}, "outputs": {...}}}."""
+    the first one's variables; ``flag``: see _outputs). Returns {signature name: {"inputs": {...}, "outputs":
+    {...}}}."""
     shape = input_shape(image_shape)
     float_images = v1.placeholder(tf.float32, shape, name="images")
     uint8_images = v1.placeholder(tf.uint8, shape, name="images_uint8")
-    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE, image_shape, num_classes, filters, batch_norm)
+    float_outputs = _outputs(float_images, DEFAULT_SIGNATURE, image_shape, num_classes, filters, batch_norm, flag)
     with v1.variable_scope(v1.get_variable_scope(), reuse=True):
         uint8_outputs = _outputs(tf.cast(uint8_images, tf.float32) / 255.0, UINT8_SIGNATURE, image_shape,
-                                 num_classes, filters, batch_norm)
+                                 num_classes, filters, batch_norm, flag)
     return {DEFAULT_SIGNATURE: {"inputs": {"images": float_images}, "outputs": float_outputs},
             UINT8_SIGNATURE: {"inputs": {"images": uint8_images}, "outputs": uint8_outputs}}
 
 
 def classifier_info(checkpoint):
-    """(class names, model_info.InputSpec, (encoder filters, batch_norm)) of a classifier checkpoint prefix: its
-    shapes, and the labels.txt and input.json beside it; UserError naming the checkpoint if it holds no
-    classifier."""
+    """(class names, model_info.InputSpec, (encoder filters, batch_norm), model_info.Decision or None) of a
+    classifier checkpoint prefix: its shapes, and the labels.txt, input.json and decision.json beside it; UserError
+    naming the checkpoint if it holds no classifier."""
     shapes = restore.checkpoint_shapes(checkpoint)
     filters = models.encoder_filters_of(shapes) or models.ENCODER_FILTERS
     missing = [f"{scope}/{kind}" for scope in models.classifier_scopes(filters) for kind in ("kernel", "bias")
@@ -73,8 +83,14 @@ def classifier_info(checkpoint):
     directory = os.path.dirname(checkpoint)
     if model_info.read_class_names(directory) is None and os.path.basename(directory) == train_dir.BEST_DIR:
         directory = os.path.dirname(directory)  # a best/ from before it had its own copies: its run's
-    return (*model_info.read(directory, image_shape, num_classes),
-            (filters, models.has_batch_norm(shapes)))
+    class_names, spec = model_info.read(directory, image_shape, num_classes)
+    return class_names, spec, (filters, models.has_batch_norm(shapes)), model_info.read_decision(directory,
+                                                                                                class_names)
+
+
+def flag_of(decision, class_names):
+    """_outputs' ``flag`` for a model_info.Decision (None: none)."""
+    return (class_names.index(decision.class_name), decision.threshold) if decision else None
 
 
 def teacher_or_own(checkpoint, variables):
@@ -115,7 +131,7 @@ def export(cfg):
     """
     _check_export_dir(cfg.export_dir)
     checkpoint = train_dir.tested_checkpoint(cfg.checkpoint_path, "checkpoint_path")
-    class_names, spec, (filters, batch_norm) = classifier_info(checkpoint)
+    class_names, spec, (filters, batch_norm), decision = classifier_info(checkpoint)
     parent = os.path.dirname(os.path.abspath(cfg.export_dir))
     os.makedirs(parent, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=".export-", dir=parent)  # private (0700); the builder makes model/ in it
@@ -123,13 +139,18 @@ def export(cfg):
         assets = os.path.join(staging, "assets")
         os.makedirs(assets)
         model_info.write(assets, class_names, spec)  # the builder copies them into the SavedModel's assets/
+        names = [model_info.LABELS_FILE, model_info.INPUT_FILE]
+        if decision:  # the graph applies it; the file says where it came from
+            model_info.write_decision(assets, decision)
+            names.append(model_info.DECISION_FILE)
         graph = tf.Graph()
         with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
-            signatures = serving_signatures(spec.image_shape, len(class_names), filters, batch_norm)
+            signatures = serving_signatures(spec.image_shape, len(class_names), filters, batch_norm,
+                                            flag_of(decision, class_names))
             restore_classifier(sess, checkpoint)
             signature_defs = {name: v1.saved_model.predict_signature_def(s["inputs"], s["outputs"])
                               for name, s in signatures.items()}
-            for name in (model_info.LABELS_FILE, model_info.INPUT_FILE):
+            for name in names:
                 v1.add_to_collection(v1.GraphKeys.ASSET_FILEPATHS,
                                      tf.constant(os.path.join(assets, name), name=f"asset_{name.split('.')[0]}"))
             builder = v1.saved_model.Builder(os.path.join(staging, "model"))

@@ -3,6 +3,8 @@ assets/): ``labels.txt``, the class names one a line in logit order (as TF's ret
 ``output_labels.txt``), and ``input.json``, the image shape and how images were made (``idx``: MNIST-format files;
 ``image_dir``: decoded from a folder, cae.data.folders). Export and predict read them so a model is used the way
 it was trained; a run without them (an older one) is taken as MNIST-format with classes "0", "1", ...
+A two-class run with --target_recall adds ``decision.json``, its operating point: which class is flagged from
+what probability on (export builds it into the SavedModel's ``classes``).
 """
 
 import json
@@ -13,7 +15,14 @@ from cae.errors import UserError
 
 LABELS_FILE = "labels.txt"
 INPUT_FILE = "input.json"
+DECISION_FILE = "decision.json"  # an operating point (--target_recall): which class is flagged from what probability
 SOURCES = ("idx", "image_dir")
+
+
+class Decision(NamedTuple):
+    class_name: str  # the class flagged ...
+    threshold: float  # ... where its probability is at least this (else the other class)
+    target_recall: float  # the share of it the threshold found on the validation split
 
 
 class InputSpec(NamedTuple):
@@ -37,6 +46,35 @@ def write(directory, class_names, spec):
     _write_text(os.path.join(directory, LABELS_FILE), "".join(f"{name}\n" for name in class_names))
     _write_text(os.path.join(directory, INPUT_FILE), json.dumps(
         {"image_shape": list(spec.image_shape), "source": spec.source}, indent=2) + "\n")
+
+
+def write_decision(directory, decision):
+    """decision.json for a Decision; None removes an earlier run's (its threshold belonged to other weights)."""
+    path = os.path.join(directory, DECISION_FILE)
+    if decision is None:
+        if os.path.exists(path):
+            os.remove(path)
+        return
+    _write_text(path, json.dumps({"class": decision.class_name, "threshold": decision.threshold,
+                                  "target_recall": decision.target_recall}, indent=2) + "\n")
+
+
+def read_decision(directory, class_names):
+    """The Decision stored in ``directory`` for a classifier of ``class_names``, or None (the more probable class
+    wins)."""
+    path = os.path.join(directory, DECISION_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+        decision = Decision(str(stored["class"]), float(stored["threshold"]), float(stored["target_recall"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{path}: unreadable ({e})") from None
+    if len(class_names) != 2 or decision.class_name not in class_names or not 0 <= decision.threshold <= 1:
+        raise UserError(f"{path}: flags {decision.class_name!r} from probability {decision.threshold:g}; expected "
+                        f"one of the two classes {', '.join(class_names)} and a probability in [0, 1]")
+    return decision
 
 
 def read_class_names(directory):

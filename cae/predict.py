@@ -139,8 +139,9 @@ def open_model(sess, model):
         checkpoint = train_dir.tested_checkpoint(model, "model")
     except UserError as e:
         raise UserError(f"{e}; nor is it a SavedModel directory (no saved_model.pb)") from None
-    class_names, spec, encoder = export.classifier_info(checkpoint)
-    signature = export.serving_signatures(spec.image_shape, len(class_names), *encoder)[export.DEFAULT_SIGNATURE]
+    class_names, spec, encoder, decision = export.classifier_info(checkpoint)
+    signature = export.serving_signatures(spec.image_shape, len(class_names), *encoder,
+                                          export.flag_of(decision, class_names))[export.DEFAULT_SIGNATURE]
     export.restore_classifier(sess, checkpoint)
     return signature["inputs"]["images"], signature["outputs"], class_names, spec
 

@@ -183,6 +183,8 @@ def check_options(cfg):
     if cfg.restored_warmup and not cfg.checkpoint_path:
         raise UserError(f"--restored_warmup={cfg.restored_warmup:g} needs --checkpoint_path (it holds the restored "
                         f"layers still while the new ones learn)")
+    if cfg.positive_class and not cfg.target_recall:
+        raise UserError(f"--positive_class={cfg.positive_class} needs --target_recall (the share of it to find)")
     if cfg.num_labels and cfg.labels_per_class:
         raise UserError(f"--num_labels={cfg.num_labels} and --labels_per_class={cfg.labels_per_class}: give one")
     if cfg.cache_features and cfg.augmenting:
@@ -269,15 +271,41 @@ def training_class_weights(cfg, datasets):
         raise UserError(f"--class_weight=balanced: {e} (every class needs one in the labelled training split)")
 
 
+def positive_class(cfg, datasets):
+    """The index of the class --target_recall finds: --positive_class, else the one with fewer labelled training
+    images (the second on a tie); None without --target_recall. UserError unless there are two classes."""
+    if not cfg.target_recall:
+        return None
+    names = list(datasets.class_names)
+    if len(names) != 2:
+        raise UserError(f"--target_recall={cfg.target_recall:g}: an operating point needs two classes, the data has "
+                        f"{len(names)}")
+    if cfg.positive_class and cfg.positive_class not in names:
+        raise UserError(f"--positive_class={cfg.positive_class}: not a class of the data ({', '.join(names)})")
+    counts = np.bincount(datasets.train.labels, minlength=2)
+    index = names.index(cfg.positive_class) if cfg.positive_class else int(counts[0] >= counts[1])
+    if not np.any(datasets.validation.labels == index):
+        raise UserError(f"--target_recall={cfg.target_recall:g}: the validation split has no image of "
+                        f"{names[index]} to choose a threshold on (give it more images, or a larger "
+                        f"--validation_percentage)")
+    return index
+
+
+def evaluate(run, g, split):
+    """(mean loss and accuracy, every image's predictions and probabilities) of the evaluated classifier."""
+    return train.evaluate(run.sess, g.metrics, run.batches, split, per_example={
+        "predictions": g.model.predictions, "probabilities": g.model.probabilities})
+
+
 def measure(run, g, split, class_names, prefix, step):
     """Loss, accuracy and class_metrics.report of the evaluated classifier on ``split`` (with its confusion
-    ``counts``), written to TensorBoard as ``<prefix>/...`` scalars and, for two classes, a PR curve of each class
-    (TensorBoard's PR-curve plugin)."""
-    means, rows = train.evaluate(run.sess, g.metrics, run.batches, split, per_example={
-        "predictions": g.model.predictions, "probabilities": g.model.probabilities})
+    ``counts`` and every image's ``probabilities``), written to TensorBoard as ``<prefix>/...`` scalars and, for two
+    classes, a PR curve of each class (TensorBoard's PR-curve plugin)."""
+    means, rows = evaluate(run, g, split)
     counts = class_metrics.confusion_matrix(split.labels, rows["predictions"], len(class_names))
     values = class_metrics.report(counts, split.labels, rows["probabilities"], class_names)
-    values.update(means, counts=counts)  # the graph's own loss and accuracy, the figures of every earlier run
+    # the graph's own loss and accuracy, the figures of every earlier run
+    values.update(means, counts=counts, probabilities=rows["probabilities"])
     shown = {key: values[key] for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
              if values.get(key) is not None}
     summaries.scalars({f"{prefix}/{key}": value for key, value in shown.items()}, step, run.writer)
@@ -313,6 +341,7 @@ def transfer(cfg, datasets=None):
                                  (len(datasets.train.images), cfg.batch_size))
     total_steps = cfg.epochs * train.steps_per_epoch(epoch_images, epoch_batch)
     class_weights = training_class_weights(cfg, datasets)
+    positive = positive_class(cfg, datasets)
     g = build_graph(cfg, total_steps, datasets.image_shape, len(datasets.class_names), latent_size, class_weights)
     model_info.check_resume(cfg.train_dir, datasets.class_names)
     # With --cache_features the frozen layers' outputs, computed once, are fed in place of their tensor (a fed
@@ -379,6 +408,22 @@ def transfer(cfg, datasets=None):
                    "stopped_at_accuracy_epoch": best.get("reached_at_epoch")}
         if "roc_auc" in test:
             metrics["test_roc_auc"] = test["roc_auc"]
+        decision = None
+        if positive is not None:  # --target_recall: its threshold, from the tested weights' validation scores
+            _, validation = evaluate(run, g, run.splits.validation)
+            point = class_metrics.operating_point(
+                cfg.target_recall, positive, datasets.class_names[positive],
+                (run.splits.validation.labels, validation["probabilities"]),
+                (run.splits.test.labels, test["probabilities"]))
+            for line in class_metrics.operating_point_lines(point):
+                logging.info("%s", line)
+            summaries.scalars({f"test/operating_point/{key}": point["test"][key]
+                               for key in ("recall", "false_alarm_rate")}, step, run.writer)
+            metrics["operating_point"] = point
+            decision = model_info.Decision(point["class"], point["threshold"], point["target_recall"])
+        tested_dir = best_dir if cfg.patience and best["epoch"] else cfg.train_dir
+        for directory in {cfg.train_dir, tested_dir}:  # an earlier run's threshold belonged to other weights
+            model_info.write_decision(directory, decision if directory == tested_dir else None)
         if class_weights is not None:
             metrics["class_weights"] = [float(w) for w in class_weights]
         return metrics

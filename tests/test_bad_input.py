@@ -49,6 +49,9 @@ def assert_rejected(result, train_dir, before, *expected):
     ("transfer_classify.py", "--strong_photometric=50", "--strong_photometric=50 needs --semi_supervised"),
     ("transfer_classify.py", "--restored_warmup=0.2", "--restored_warmup=0.2 needs --checkpoint_path"),
     ("transfer_classify.py", "--restored_warmup=1", "flag --restored_warmup=1.0: expected a fraction in [0, 1)"),
+    ("transfer_classify.py", "--target_recall=0.95", "--target_recall=0.95: an operating point needs two classes, "
+                                                     "the data has 10"),
+    ("transfer_classify.py", "--target_recall=95", "flag --target_recall=95.0: expected a number in [0, 1]"),
 ])
 def test_out_of_range_flag(train_dir, script, flag, expected):
     before = snapshot(train_dir)

@@ -1,5 +1,6 @@
 """The measures beside accuracy (per-class precision/recall/F1, balanced accuracy, macro F1, ROC AUC, PR curves),
---class_weight=balanced and --select_by: against hand computations, and through a real imbalanced two-class run."""
+--class_weight=balanced, --select_by and --target_recall's operating point: against hand computations, and
+through real imbalanced two-class runs."""
 
 import itertools
 import json
@@ -10,8 +11,8 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from cae import class_metrics, data, models, transfer
-from cae.config import TransferConfig
+from cae import class_metrics, data, export, models, transfer
+from cae.config import ExportConfig, TransferConfig
 from cae.errors import UserError
 
 from conftest import snapshot
@@ -49,6 +50,21 @@ def test_roc_auc_is_the_share_of_positive_negative_pairs_in_order_ties_half():
     assert class_metrics.roc_auc(labels, scores) == pytest.approx(np.mean(pairs))
     assert class_metrics.roc_auc(labels, labels.astype(float)) == 1.0
     assert class_metrics.roc_auc(np.ones(5, bool), np.arange(5.0)) is None
+
+
+def test_the_threshold_for_a_recall_is_the_kth_highest_positive_score():
+    is_positive = np.array([1, 1, 1, 1, 0, 0, 0, 0, 0, 1], bool)
+    scores = np.array([.9, .8, .3, .6, .7, .2, .1, .5, .05, .4])  # positives ranked .9 .8 .6 .4 .3
+    assert class_metrics.threshold_for_recall(is_positive, scores, 0.6) == .6  # 3 of 5
+    assert class_metrics.threshold_for_recall(is_positive, scores, 0.61) == .4  # 3.05: 4 needed
+    assert class_metrics.threshold_for_recall(is_positive, scores, 1.0) == .3
+    assert class_metrics.threshold_for_recall(is_positive, scores, 0.0) == .9  # at least one
+    point = class_metrics.at_threshold(is_positive, scores, .4)  # flags .9 .8 .7 .6 .5 .4
+    assert point == {"recall": 4 / 5, "false_alarm_rate": 2 / 5, "precision": 4 / 6, "found": 4, "positives": 5,
+                     "false_alarms": 2, "negatives": 5}
+    assert class_metrics.at_threshold(is_positive, scores, 1.0)["precision"] == 0.0  # nothing flagged
+    with pytest.raises(ValueError, match="no image of the class"):
+        class_metrics.threshold_for_recall(np.zeros(3, bool), scores[:3], 0.9)
 
 
 def test_balanced_class_weights_follow_the_counts():
@@ -139,4 +155,54 @@ def test_balanced_weights_need_every_class_in_the_training_split(tmp_path, mnist
     train_dir = tmp_path / "run"
     with pytest.raises(UserError, match="--class_weight=balanced: class defect has no training image"):
         transfer.transfer(TransferConfig(train_dir=str(train_dir), epochs=1, class_weight="balanced"), sets)
+    assert snapshot(train_dir) == {}
+
+
+def test_target_recall_picks_the_threshold_on_validation_and_export_applies_it(tmp_path, mnist):
+    """The rare class (defect, 10%) is found at least --target_recall of the time on the validation split; the test
+    figures are those of that threshold; the exported model's classes follow it, not the argmax."""
+    sets = two_class(mnist, rare_share=0.1)
+    train_dir = str(tmp_path / "run")
+    metrics = transfer.transfer(TransferConfig(train_dir=train_dir, epochs=1, batch_size=64, learning_rate=3e-4,
+                                               target_recall=0.99, projector_images=0), sets)
+    point = metrics["operating_point"]
+    assert point["class"] == "defect" and point["target_recall"] == 0.99  # the rarer class by default
+    _, probabilities = restored_predictions(train_dir, sets.validation.images, 2)
+    scores = probabilities[:, 1]
+    threshold = point["threshold"]
+    flagged = scores >= threshold
+    defect = sets.validation.labels == 1
+    assert flagged[defect].mean() >= 0.99 and point["validation"]["recall"] == flagged[defect].mean()
+    assert threshold in scores[defect]  # the highest threshold that does it: one of the defects' own scores
+    assert (scores[defect] >= np.nextafter(threshold, 1)).mean() < 0.99
+    _, probabilities = restored_predictions(train_dir, sets.test.images, 2)
+    expected = class_metrics.at_threshold(sets.test.labels == 1, probabilities[:, 1], threshold)
+    assert point["test"] == pytest.approx(expected)
+    assert json.load(open(os.path.join(train_dir, "decision.json"))) == {
+        "class": "defect", "threshold": threshold, "target_recall": 0.99}
+
+    export_dir = tmp_path / "export"
+    export.export(ExportConfig(checkpoint_path=train_dir, export_dir=str(export_dir)))
+    assert json.loads((export_dir / "assets" / "decision.json").read_text())["threshold"] == threshold
+    served = tf.saved_model.load(str(export_dir)).signatures["serving_default"](
+        images=tf.constant(sets.test.images.reshape(-1, 28, 28)))
+    got = served["probabilities"].numpy()[:, 1]
+    np.testing.assert_array_equal(served["classes"].numpy(), (got >= threshold).astype(np.int64))
+    assert (served["classes"].numpy() != served["probabilities"].numpy().argmax(1)).any()  # the rule matters
+
+    # a later run without it leaves no threshold of other weights behind
+    metrics = transfer.transfer(TransferConfig(train_dir=train_dir, epochs=2, batch_size=64, learning_rate=3e-4,
+                                               projector_images=0), sets)
+    assert "operating_point" not in metrics and not os.path.exists(os.path.join(train_dir, "decision.json"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(target_recall=0.9, positive_class="scratch"), "--positive_class=scratch: not a class of the data "
+                                                        "(fine, defect)"),
+    (dict(positive_class="defect"), "--positive_class=defect needs --target_recall"),
+])
+def test_bad_operating_point_flags_are_refused_before_anything_is_written(tmp_path, mnist, flags, message):
+    train_dir = tmp_path / "run"
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        transfer.transfer(TransferConfig(train_dir=str(train_dir), epochs=1, **flags), two_class(mnist, 0.1))
     assert snapshot(train_dir) == {}
