@@ -194,8 +194,8 @@ def predict_main():
     flags.DEFINE_string("model", "checkpoints/transfer",
                         "Transfer checkpoint prefix or directory (its latest; a --patience run's best/, as "
                         "tested), or a SavedModel directory from cae-export.")
-    flags.DEFINE_bool("json", False, "Print one JSON list (file, class, class_name, probability, probabilities) "
-                                     "instead.")
+    flags.DEFINE_bool("json", False, "Print one JSON list (file, class, class_name, probability, probabilities; "
+                                     "decision where the model has an operating point) instead.")
 
     def work(paths):
         results = predict.classify(FLAGS.model, paths)

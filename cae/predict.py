@@ -124,8 +124,9 @@ def is_saved_model(path):
 
 def open_model(sess, model):
     """Load a SavedModel directory, or build the classifier and restore a checkpoint (a prefix, or a directory's
-    tested one: train_dir.tested_checkpoint), into the session's graph. Returns the serving_default signature's (images placeholder, {name: output tensor}), the
-    class names and the model_info.InputSpec."""
+    tested one: train_dir.tested_checkpoint), into the session's graph. Returns the serving_default signature's
+    (images placeholder, {name: output tensor}), the class names, the model_info.InputSpec and the
+    model_info.Decision (None: the most probable class wins)."""
     if is_saved_model(model):
         meta_graph = v1.saved_model.load(sess, [v1.saved_model.tag_constants.SERVING], model)
         signature = meta_graph.signature_def[export.DEFAULT_SIGNATURE]
@@ -134,7 +135,8 @@ def open_model(sess, model):
         shapes = restore.checkpoint_shapes(os.path.join(model, "variables", "variables"))
         image_shape, num_classes, _ = models.classifier_geometry(shapes)
         class_names, spec = model_info.read(os.path.join(model, "assets"), image_shape, num_classes)
-        return images, outputs, class_names, spec
+        return images, outputs, class_names, spec, model_info.read_decision(os.path.join(model, "assets"),
+                                                                            class_names)
     try:
         checkpoint = train_dir.tested_checkpoint(model, "model")
     except UserError as e:
@@ -143,27 +145,31 @@ def open_model(sess, model):
     signature = export.serving_signatures(spec.image_shape, len(class_names), *encoder,
                                           export.flag_of(decision, class_names))[export.DEFAULT_SIGNATURE]
     export.restore_classifier(sess, checkpoint)
-    return signature["inputs"]["images"], signature["outputs"], class_names, spec
+    return signature["inputs"]["images"], signature["outputs"], class_names, spec, decision
 
 
 def classify(model, paths):
-    """One dict per file: file, class (the predicted logit's index), class_name, probability (of that class) and
-    every class's probability (in the order of the class names)."""
+    """One dict per file: file, class (the predicted class's index), class_name, probability (of that class),
+    every class's probability (in the order of the class names) and, for a model with an operating point
+    (--target_recall), its decision: the class flagged and from which probability on."""
     if not paths:
         raise UserError("no image files given: pass image paths after the flags")
     graph = tf.Graph()
     with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
-        inputs, outputs, class_names, spec = open_model(sess, model)
+        inputs, outputs, class_names, spec, decision = open_model(sess, model)
         if spec.source == "image_dir":
             images = read_folder_images(paths, spec.image_shape)
         else:
             images = read_images(paths)
         shape = export.input_shape(spec.image_shape)
         got = sess.run(outputs, {inputs: images.reshape([-1, *shape[1:]])})
+    rule = {"decision": {"class": decision.class_name, "threshold": decision.threshold}} if decision else {}
     return [{"file": path, "class": int(index), "class_name": class_names[index], "probability": float(p[index]),
-             "probabilities": p.tolist()}
+             "probabilities": p.tolist(), **rule}
             for path, index, p in zip(paths, got["classes"], got["probabilities"])]
 
 
 def format_line(result):
-    return f"{result['file']}: {result['class_name']} (probability {result['probability']:.4f})"
+    rule = result.get("decision")
+    flagged = f"; {rule['class']} where its probability >= {rule['threshold']:.4f}" if rule else ""
+    return f"{result['file']}: {result['class_name']} (probability {result['probability']:.4f}{flagged})"

@@ -9,9 +9,10 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
-from cae import class_metrics, data, export, models, transfer
+from cae import class_metrics, data, export, models, predict, transfer
 from cae.config import ExportConfig, TransferConfig
 from cae.errors import UserError
 
@@ -189,6 +190,15 @@ def test_target_recall_picks_the_threshold_on_validation_and_export_applies_it(t
     got = served["probabilities"].numpy()[:, 1]
     np.testing.assert_array_equal(served["classes"].numpy(), (got >= threshold).astype(np.int64))
     assert (served["classes"].numpy() != served["probabilities"].numpy().argmax(1)).any()  # the rule matters
+    files = []
+    for i, pixels in enumerate(sets.test.images[:40]):
+        files.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(np.rint(pixels.reshape(28, 28) * 255).astype(np.uint8)).save(files[-1])
+    for model in (train_dir, str(export_dir)):  # predict: the checkpoint and the SavedModel decide alike
+        results = predict.classify(model, files)
+        assert [r["class"] for r in results] == [int(r["probabilities"][1] >= threshold) for r in results]
+        assert all(r["decision"] == {"class": "defect", "threshold": threshold} for r in results)
+        assert predict.format_line(results[0]).endswith(f"; defect where its probability >= {threshold:.4f})")
 
     # a later run without it leaves no threshold of other weights behind
     metrics = transfer.transfer(TransferConfig(train_dir=train_dir, epochs=2, batch_size=64, learning_rate=3e-4,
