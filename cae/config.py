@@ -394,7 +394,8 @@ class InspectConfig:
 
 @dataclasses.dataclass
 class ExtractConfig(DataConfig, SessionConfig):
-    checkpoint_path: str = option(None, "Autoencoder or classifier checkpoint prefix, or a directory (its latest).")
+    checkpoint_path: str = option(None, "Autoencoder or classifier checkpoint prefix, or a directory (its latest; "
+                                        "a --patience run's best/, as tested).")
     output: str = option(None, ".npz file to write: 'features' [N, D] and 'labels' [N].")
     layer: str = option("conv2", "conv2: the encoder's last conv, flattened (7x7x32 for the tutorial's on MNIST; "
                                  "convN of an N-layer encoder), latent (autoencoder latent_var) or fc1 (classifier).",

@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from cae import data, features, layers, models, restore, session
+from cae import data, features, layers, models, restore, session, train_dir
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -48,7 +48,7 @@ def extract(cfg):
     splits = datasets.splits()
     if cfg.split not in splits:
         raise UserError(f"--split={cfg.split}: expected one of {', '.join(splits)}")
-    checkpoint = restore.resolve_checkpoint(cfg.checkpoint_path)
+    checkpoint = train_dir.tested_checkpoint(cfg.checkpoint_path, "checkpoint_path")
     shapes = restore.checkpoint_shapes(checkpoint)
     filters = models.encoder_filters_of(shapes) or models.ENCODER_FILTERS
     models.check_image_size(filters, datasets.image_shape, f"--checkpoint_path={cfg.checkpoint_path} (its encoder)")

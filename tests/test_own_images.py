@@ -153,6 +153,11 @@ def test_an_early_stopping_run_exports_and_predicts_the_weights_it_tested(tmp_pa
     for name in ("conv1/kernel", "fc1/kernel", "logits/bias"):
         np.testing.assert_array_equal(exported.get_tensor(name), tested.get_tensor(name), err_msg=name)
 
+    output = tmp_path / "fc1.npz"  # features of the tested weights too
+    extract.extract(ExtractConfig(image_dir=str(folder), checkpoint_path=str(run), output=str(output), layer="fc1",
+                                  split="test"))
+    assert str(np.load(output)["checkpoint"]) == best
+
     files = [path for name in DIGITS for path in paths[name][:4]]
     got = {}
     for model in (run, run / "best", export_dir):
