@@ -84,8 +84,8 @@ def classifier_info(checkpoint):
     if model_info.read_class_names(directory) is None and os.path.basename(directory) == train_dir.BEST_DIR:
         directory = os.path.dirname(directory)  # a best/ from before it had its own copies: its run's
     class_names, spec = model_info.read(directory, image_shape, num_classes)
-    return class_names, spec, (filters, models.has_batch_norm(shapes)), model_info.read_decision(directory,
-                                                                                                class_names)
+    decision = model_info.read_decision(directory, class_names)
+    return class_names, spec, (filters, models.has_batch_norm(shapes)), decision
 
 
 def flag_of(decision, class_names):

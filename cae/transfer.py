@@ -316,6 +316,21 @@ def measure(run, g, split, class_names, prefix, step):
     return values
 
 
+def operating_point(run, g, target_recall, index, class_name, test, step):
+    """--target_recall's threshold on class ``index``, from the tested weights' validation scores, and what it
+    does on the ``test`` split (measure's values), logged and written to TensorBoard: (model_info.Decision,
+    class_metrics.operating_point report)."""
+    _, validation = evaluate(run, g, run.splits.validation)
+    point = class_metrics.operating_point(target_recall, index, class_name,
+                                          (run.splits.validation.labels, validation["probabilities"]),
+                                          (run.splits.test.labels, test["probabilities"]))
+    for line in class_metrics.operating_point_lines(point):
+        logging.info("%s", line)
+    summaries.scalars({f"test/operating_point/{key}": point["test"][key] for key in ("recall", "false_alarm_rate")},
+                      step, run.writer)
+    return model_info.Decision(point["class"], point["threshold"], point["target_recall"]), point
+
+
 def transfer(cfg, datasets=None):
     """Train (or resume) the classifier in cfg.train_dir; return the final metrics dict.
 
@@ -409,18 +424,9 @@ def transfer(cfg, datasets=None):
         if "roc_auc" in test:
             metrics["test_roc_auc"] = test["roc_auc"]
         decision = None
-        if positive is not None:  # --target_recall: its threshold, from the tested weights' validation scores
-            _, validation = evaluate(run, g, run.splits.validation)
-            point = class_metrics.operating_point(
-                cfg.target_recall, positive, datasets.class_names[positive],
-                (run.splits.validation.labels, validation["probabilities"]),
-                (run.splits.test.labels, test["probabilities"]))
-            for line in class_metrics.operating_point_lines(point):
-                logging.info("%s", line)
-            summaries.scalars({f"test/operating_point/{key}": point["test"][key]
-                               for key in ("recall", "false_alarm_rate")}, step, run.writer)
-            metrics["operating_point"] = point
-            decision = model_info.Decision(point["class"], point["threshold"], point["target_recall"])
+        if positive is not None:
+            decision, metrics["operating_point"] = operating_point(run, g, cfg.target_recall, positive,
+                                                                   datasets.class_names[positive], test, step)
         tested_dir = best_dir if cfg.patience and best["epoch"] else cfg.train_dir
         for directory in {cfg.train_dir, tested_dir}:  # an earlier run's threshold belonged to other weights
             model_info.write_decision(directory, decision if directory == tested_dir else None)
