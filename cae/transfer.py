@@ -9,8 +9,8 @@ import tensorflow as tf
 from absl import logging
 from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
-from cae import augment, class_metrics, clones, cluster, data, distributed, features, model_info, models, optimize
-from cae import pipeline, progress, projector, restore, semi_supervised, session, summaries, train
+from cae import augment, class_metrics, clones, cluster, data, distributed, export, features, model_info, models
+from cae import optimize, pipeline, progress, projector, restore, semi_supervised, session, summaries, train
 from cae import train_dir, training_run
 from cae.config import PretrainConfig
 from cae.errors import UserError
@@ -316,14 +316,17 @@ def measure(run, g, split, class_names, prefix, step):
     return values
 
 
-def operating_point(run, g, target_recall, index, class_name, test, step):
-    """--target_recall's threshold on class ``index``, from the tested weights' validation scores, and what it
-    does on the ``test`` split (measure's values), logged and written to TensorBoard: (model_info.Decision,
-    class_metrics.operating_point report)."""
-    _, validation = evaluate(run, g, run.splits.validation)
-    point = class_metrics.operating_point(target_recall, index, class_name,
-                                          (run.splits.validation.labels, validation["probabilities"]),
-                                          (run.splits.test.labels, test["probabilities"]))
+def operating_point(cfg, datasets, checkpoint, index, run, step):
+    """--target_recall's threshold on class ``index`` and what it does on the test split, logged and written to
+    TensorBoard: (model_info.Decision, class_metrics.operating_point report). Chosen and measured on the
+    probabilities of the model export and predict serve from the tested ``checkpoint`` (float32): a
+    --precision=mixed_bfloat16 run's own probabilities differ a little, enough to move a threshold where scores
+    crowd."""
+    validation, test = export.served_probabilities(checkpoint, datasets.image_shape, len(datasets.class_names),
+                                                   (cfg.filters, cfg.batch_norm),
+                                                   [datasets.validation.images, datasets.test.images])
+    point = class_metrics.operating_point(cfg.target_recall, index, datasets.class_names[index],
+                                          (datasets.validation.labels, validation), (datasets.test.labels, test))
     for line in class_metrics.operating_point_lines(point):
         logging.info("%s", line)
     summaries.scalars({f"test/operating_point/{key}": point["test"][key] for key in ("recall", "false_alarm_rate")},
@@ -424,10 +427,10 @@ def transfer(cfg, datasets=None):
         if "roc_auc" in test:
             metrics["test_roc_auc"] = test["roc_auc"]
         decision = None
+        tested_dir = best_dir if cfg.patience and best["epoch"] else cfg.train_dir  # its latest: the session's
         if positive is not None:
-            decision, metrics["operating_point"] = operating_point(run, g, cfg.target_recall, positive,
-                                                                   datasets.class_names[positive], test, step)
-        tested_dir = best_dir if cfg.patience and best["epoch"] else cfg.train_dir
+            decision, metrics["operating_point"] = operating_point(cfg, datasets, tf.train.latest_checkpoint(
+                tested_dir), positive, run, step)
         for directory in {cfg.train_dir, tested_dir}:  # an earlier run's threshold belonged to other weights
             model_info.write_decision(directory, decision if directory == tested_dir else None)
         if class_weights is not None:

@@ -159,6 +159,21 @@ def test_balanced_weights_need_every_class_in_the_training_split(tmp_path, mnist
     assert snapshot(train_dir) == {}
 
 
+def assert_highest_threshold_of_the_restored_weights(point, train_dir, sets):
+    """The operating point's threshold is the highest that finds its target share of the validation's defects by
+    the probabilities of the train_dir's weights in a float32 classifier, and its test figures are theirs."""
+    _, probabilities = restored_predictions(train_dir, sets.validation.images, 2)
+    scores, defect, target = probabilities[:, 1], sets.validation.labels == 1, point["target_recall"]
+    threshold = point["threshold"]
+    flagged = scores >= threshold
+    assert flagged[defect].mean() >= target and point["validation"]["recall"] == flagged[defect].mean()
+    assert threshold in scores[defect]  # the highest threshold that does it: one of the defects' own scores
+    assert (scores[defect] >= np.nextafter(threshold, 1)).mean() < target
+    _, probabilities = restored_predictions(train_dir, sets.test.images, 2)
+    expected = class_metrics.at_threshold(sets.test.labels == 1, probabilities[:, 1], threshold)
+    assert point["test"] == pytest.approx(expected)
+
+
 def test_target_recall_picks_the_threshold_on_validation_and_export_applies_it(tmp_path, mnist):
     """The rare class (defect, 10%) is found at least --target_recall of the time on the validation split; the test
     figures are those of that threshold; the exported model's classes follow it, not the argmax."""
@@ -168,17 +183,8 @@ def test_target_recall_picks_the_threshold_on_validation_and_export_applies_it(t
                                                target_recall=0.99, projector_images=0), sets)
     point = metrics["operating_point"]
     assert point["class"] == "defect" and point["target_recall"] == 0.99  # the rarer class by default
-    _, probabilities = restored_predictions(train_dir, sets.validation.images, 2)
-    scores = probabilities[:, 1]
+    assert_highest_threshold_of_the_restored_weights(point, train_dir, sets)
     threshold = point["threshold"]
-    flagged = scores >= threshold
-    defect = sets.validation.labels == 1
-    assert flagged[defect].mean() >= 0.99 and point["validation"]["recall"] == flagged[defect].mean()
-    assert threshold in scores[defect]  # the highest threshold that does it: one of the defects' own scores
-    assert (scores[defect] >= np.nextafter(threshold, 1)).mean() < 0.99
-    _, probabilities = restored_predictions(train_dir, sets.test.images, 2)
-    expected = class_metrics.at_threshold(sets.test.labels == 1, probabilities[:, 1], threshold)
-    assert point["test"] == pytest.approx(expected)
     assert json.load(open(os.path.join(train_dir, "decision.json"))) == {
         "class": "defect", "threshold": threshold, "target_recall": 0.99}
 
@@ -204,6 +210,17 @@ def test_target_recall_picks_the_threshold_on_validation_and_export_applies_it(t
     metrics = transfer.transfer(TransferConfig(train_dir=train_dir, epochs=2, batch_size=64, learning_rate=3e-4,
                                                projector_images=0), sets)
     assert "operating_point" not in metrics and not os.path.exists(os.path.join(train_dir, "decision.json"))
+
+
+def test_a_bfloat16_run_picks_its_threshold_on_the_float32_probabilities_export_serves(tmp_path, mnist):
+    """bfloat16 arithmetic moves every probability a little; the threshold must hold for the model that applies it
+    (export and predict run float32), so it is chosen on those: exactly one of their scores, and the highest."""
+    sets = two_class(mnist, rare_share=0.1)
+    train_dir = str(tmp_path / "run")
+    metrics = transfer.transfer(TransferConfig(train_dir=train_dir, epochs=1, batch_size=64, learning_rate=3e-4,
+                                               precision="mixed_bfloat16", target_recall=0.9,
+                                               positive_class="defect", projector_images=0), sets)
+    assert_highest_threshold_of_the_restored_weights(metrics["operating_point"], train_dir, sets)
 
 
 @pytest.mark.parametrize("flags, message", [
