@@ -1,10 +1,11 @@
 """What a checkpoint holds, and what a model graph would take from it."""
 
 import math
+import os
 
 import tensorflow as tf
 
-from cae import models, restore
+from cae import models, restore, train_dir
 from cae.config import filters_of
 
 v1 = tf.compat.v1
@@ -82,7 +83,11 @@ def inspect(checkpoint_path, against=None, latent_size=20, encoder_filters="16,3
     the encoder ``encoder_filters``; at the checkpoint's image size where its encoder has those widths)."""
     checkpoint = restore.resolve_checkpoint(checkpoint_path)
     stored = stored_variables(checkpoint)
-    lines = [f"checkpoint {checkpoint}"] + list_lines(stored)
+    lines = [f"checkpoint {checkpoint}"]
+    tested = train_dir.tested_checkpoint(checkpoint_path, "checkpoint_path") if os.path.isdir(checkpoint_path) else None
+    if tested and tested != checkpoint:  # --patience: its run tested best/, which export and predict take
+        lines.append(f"(the weights its run tested, which export and predict take: {tested})")
+    lines += list_lines(stored)
     if against:
         shapes = {name: shape for name, (_, shape) in stored.items()}
         filters = filters_of(encoder_filters)

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from cae import export, extract, features, pretrain, train_dir, transfer
+from cae import export, extract, features, inspect_checkpoint, pretrain, train_dir, transfer
 from cae.config import ExportConfig, ExtractConfig, PretrainConfig, TransferConfig
 from cae.errors import UserError
 
@@ -145,6 +145,8 @@ def test_an_early_stopping_run_exports_and_predicts_the_weights_it_tested(tmp_pa
     last = tf.train.latest_checkpoint(str(run))
     assert train_dir.tested_checkpoint(last, "model") == last  # a prefix is taken as given
     assert (run / "best" / "labels.txt").read_text() == "four\none\nzero\n"
+    lines = inspect_checkpoint.inspect(str(run))  # what is on disk, and which of it the run tested
+    assert lines[:2] == [f"checkpoint {last}", f"(the weights its run tested, which export and predict take: {best})"]
 
     export_dir = tmp_path / "export"
     export.export(ExportConfig(checkpoint_path=str(run), export_dir=str(export_dir)))
