@@ -299,13 +299,13 @@ def evaluate(run, g, split):
 
 def measure(run, g, split, class_names, prefix, step):
     """Loss, accuracy and class_metrics.report of the evaluated classifier on ``split`` (with its confusion
-    ``counts`` and every image's ``probabilities``), written to TensorBoard as ``<prefix>/...`` scalars and, for two
-    classes, a PR curve of each class (TensorBoard's PR-curve plugin)."""
+    ``counts``), written to TensorBoard as ``<prefix>/...`` scalars and, for two classes, a PR curve of each class
+    (TensorBoard's PR-curve plugin)."""
     means, rows = evaluate(run, g, split)
     counts = class_metrics.confusion_matrix(split.labels, rows["predictions"], len(class_names))
     values = class_metrics.report(counts, split.labels, rows["probabilities"], class_names)
     # the graph's own loss and accuracy, the figures of every earlier run
-    values.update(means, counts=counts, probabilities=rows["probabilities"])
+    values.update(means, counts=counts)
     shown = {key: values[key] for key in ("loss", "accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
              if values.get(key) is not None}
     summaries.scalars({f"{prefix}/{key}": value for key, value in shown.items()}, step, run.writer)
