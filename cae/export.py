@@ -20,10 +20,9 @@ import os
 import shutil
 import tempfile
 
-import numpy as np
 import tensorflow as tf
 
-from cae import data, model_info, models, restore, semi_supervised, session, train, train_dir
+from cae import features, model_info, models, restore, semi_supervised, session, train_dir
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -118,22 +117,15 @@ def restore_classifier(sess, checkpoint):
 
 
 def served_probabilities(checkpoint, image_shape, num_classes, encoder, image_sets):
-    """Each set's class probabilities ([N, K] float32) as the exported model computes them: the serving graph,
-    float32 whatever --precision trained the checkpoint, restored from a classifier checkpoint prefix.
-    ``encoder``: (filters, batch_norm); ``image_sets``: images as cae.data keeps them ([N, H*W*C])."""
+    """Each set's class probabilities ([N, K] float32) as the exported model computes them: the serving graph's
+    classifier (_outputs), float32 whatever --precision trained the checkpoint, restored from a classifier
+    checkpoint prefix. ``encoder``: (filters, batch_norm); ``image_sets``: images as cae.data keeps them."""
     graph = tf.Graph()
     with graph.as_default(), v1.Session(graph=graph, config=session.config_proto()) as sess:
-        signature = serving_signatures(image_shape, num_classes, *encoder)[DEFAULT_SIGNATURE]
+        images = v1.placeholder(tf.float32, [None, models.num_pixels(image_shape)], name="images")  # cae.data's rows
+        probabilities = _outputs(images, DEFAULT_SIGNATURE, image_shape, num_classes, *encoder)["probabilities"]
         restore_classifier(sess, checkpoint)
-        images, probabilities = signature["inputs"]["images"], signature["outputs"]["probabilities"]
-        shape = input_shape(image_shape)[1:]
-        results = []
-        for image_set in image_sets:
-            size = train.eval_batch_size(image_set)
-            results.append(np.concatenate(
-                [sess.run(probabilities, {images: data.as_float(image_set[i:i + size]).reshape([-1, *shape])})
-                 for i in range(0, len(image_set), size)] or [np.zeros([0, num_classes], np.float32)]))
-        return results
+        return [features.compute(sess, probabilities, images, image_set) for image_set in image_sets]
 
 
 def _check_export_dir(export_dir):

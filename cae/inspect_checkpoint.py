@@ -1,7 +1,6 @@
 """What a checkpoint holds, and what a model graph would take from it."""
 
 import math
-import os
 
 import tensorflow as tf
 
@@ -84,8 +83,8 @@ def inspect(checkpoint_path, against=None, latent_size=20, encoder_filters="16,3
     checkpoint = restore.resolve_checkpoint(checkpoint_path)
     stored = stored_variables(checkpoint)
     lines = [f"checkpoint {checkpoint}"]
-    tested = train_dir.tested_checkpoint(checkpoint_path, "checkpoint_path") if os.path.isdir(checkpoint_path) else None
-    if tested and tested != checkpoint:  # --patience: its run tested best/, which export and predict take
+    tested = train_dir.tested_checkpoint(checkpoint_path, "checkpoint_path")
+    if tested != checkpoint:  # --patience: its run tested best/, which export and predict take
         lines.append(f"(the weights its run tested, which export and predict take: {tested})")
     lines += list_lines(stored)
     if against:
