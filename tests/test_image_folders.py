@@ -182,6 +182,19 @@ def test_default_image_size_is_the_images_own_when_it_can_be(tmp_path):
     assert load(tmp_path / "mixed").image_shape == (28, 28, 1)
 
 
+def test_a_folder_of_large_images_at_the_default_size_says_how_to_keep_their_detail(tmp_path, caplog):
+    make_folder(tmp_path / "small", {"a": 10, "b": 10}, size=12)
+    save(str(tmp_path / "small" / "a" / "big.png"), gray(5, (16, 16)))
+    make_folder(tmp_path / "large", {"a": 10, "b": 10}, size=96)
+    save(str(tmp_path / "large" / "a" / "small.png"), gray(5, (64, 64)))
+    with caplog.at_level(logging.WARNING):
+        assert load(tmp_path / "small").image_shape == (28, 28, 1)  # not one size, but none larger than 64
+        assert "larger than" not in caplog.text
+        assert load(tmp_path / "large").image_shape == (28, 28, 1)
+    assert "20 of 21 images are larger than 64 pixels and are resized to 28" in caplog.text
+    assert "--image_size" in caplog.text and "--encoder_filters" in caplog.text
+
+
 def test_unlabelled_folder_reads_everything_below_it(tmp_path):
     root = tmp_path / "all"
     places = {"": 3, "b/x/y": 4, "a": 5, "a/deeper": 2}

@@ -349,6 +349,11 @@ def _own_size(sizes):
     side = sizes[0][0] if sizes else 0
     if all(w == h == side for w, h in sizes) and 8 <= side <= MAX_OWN_SIZE and side % 4 == 0:
         return side
+    larger = sum(min(w, h) > MAX_OWN_SIZE for w, h in sizes)
+    if larger:  # a folder of scans or photos silently at 28 pixels would lose the details its classes differ by
+        logging.warning("%d of %d images are larger than %d pixels and are resized to %d, the default: to keep "
+                        "more of them pass --image_size (64, 96, 128) with a deeper --encoder_filters, as README's "
+                        "recipe for larger photos or scans does", larger, len(sizes), MAX_OWN_SIZE, DEFAULT_IMAGE_SIZE)
     return DEFAULT_IMAGE_SIZE
 
 
