@@ -193,6 +193,16 @@ def test_a_folder_of_large_images_at_the_default_size_says_how_to_keep_their_det
         assert load(tmp_path / "large").image_shape == (28, 28, 1)
     assert "20 of 21 images are larger than 64 pixels and are resized to 28" in caplog.text
     assert "--image_size" in caplog.text and "--encoder_filters" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):  # a later run reads the pixels from the cache, and warns the same
+        assert load(tmp_path / "large").image_shape == (28, 28, 1)
+    assert "from cache" in caplog.text
+    assert "20 of 21 images are larger than 64 pixels and are resized to 28" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):  # asked for, the size is no surprise
+        assert load(tmp_path / "large", image_size=32).image_shape == (32, 32, 1)
+        assert load(tmp_path / "large", image_size=32).image_shape == (32, 32, 1)
+    assert "larger than" not in caplog.text
 
 
 def test_unlabelled_folder_reads_everything_below_it(tmp_path):

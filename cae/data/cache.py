@@ -4,8 +4,9 @@ training reads its pixels from.
 Two files per key: ``<key>.pixels``, the uint8 pixels as fixed-size rows (one slot per decoded file, written as
 the images are decoded, read a batch at a time through ``cae.data.rows.RowFile``: a folder never has to fit in
 memory), and ``<key>.npz``, what describes them: the slot of each decoded file, labels, the relative paths (and
-those of undecodable files, with Pillow's error), the class names, the resolved image size and colour mode and
-the channels the rows were written with. The key is the sha256 of everything the decoded pixels depend on: the
+those of undecodable files, with Pillow's error), the class names, the resolved image size and colour mode, the
+channels the rows were written with, and how many large images the default size shrank (so a run that reads the
+entry warns as the one that decoded it did). The key is the sha256 of everything the decoded pixels depend on: the
 sorted relative paths with each file's size and mtime_ns, the *requested* image size and colour mode, whether the
 folder is labelled, FORMAT_VERSION and Pillow's version. An added, removed or modified file gives a new key, so the
 folder is read again; the split percentages are not in the key (splits are computed from the paths after the
@@ -25,9 +26,9 @@ from absl import logging
 
 from cae.data.rows import RowFile
 
-FORMAT_VERSION = 2  # 1 held the pixels inside the .npz
+FORMAT_VERSION = 3  # 1 held the pixels inside the .npz; 2 had no "shrunk"
 _ARRAYS = ("version", "slots", "labels", "paths", "bad_paths", "bad_errors", "class_names",
-           "image_size", "color_mode")
+           "image_size", "color_mode", "shrunk")
 PIXELS_SUFFIX = ".pixels"
 
 
@@ -69,6 +70,7 @@ def read(path, relative_paths):
         entry["paths"], entry["bad_paths"] = entry["paths"].tolist(), entry["bad_paths"].tolist()
         entry["bad_errors"], entry["class_names"] = entry["bad_errors"].tolist(), tuple(entry["class_names"].tolist())
         entry["image_size"], entry["color_mode"] = int(entry["image_size"]), str(entry["color_mode"])
+        entry["shrunk"] = int(entry["shrunk"])
         size, channels = entry["image_size"], 3 if entry["color_mode"] == "rgb" else 1
         entry["pixels"] = RowFile(pixels_path(path), (size, size, channels), entry["slots"])
         if (len(entry["slots"]) != len(entry["paths"]) or entry["labels"].shape != (len(entry["paths"]),)
@@ -167,7 +169,7 @@ def _remove_dirs(directories):
             return
 
 
-def write(path, pixels, labels, paths, bad_paths, bad_errors, class_names, image_size, color_mode):
+def write(path, pixels, labels, paths, bad_paths, bad_errors, class_names, image_size, color_mode, shrunk):
     """Atomically write the description of an entry whose ``pixels`` (a RowFile) a PixelWriter has put in place;
     a failure (read-only home, full disk) is logged, never raised."""
     directory = os.path.dirname(path)
@@ -178,7 +180,7 @@ def write(path, pixels, labels, paths, bad_paths, bad_errors, class_names, image
             np.savez(f, version=np.int64(FORMAT_VERSION), slots=pixels.slots, labels=np.asarray(labels, np.int64),
                      paths=np.asarray(paths, dtype=str), bad_paths=np.asarray(bad_paths, dtype=str),
                      bad_errors=np.asarray(bad_errors, dtype=str), class_names=np.asarray(class_names, dtype=str),
-                     image_size=np.int64(image_size), color_mode=np.asarray(color_mode))
+                     image_size=np.int64(image_size), color_mode=np.asarray(color_mode), shrunk=np.int64(shrunk))
         os.replace(tmp, path)
         tmp = None
     except OSError as e:

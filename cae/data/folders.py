@@ -97,12 +97,16 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
     if cached is not None:
         logging.info("read %d decoded images from cache %s", len(cached["paths"]), cache_path)
         images, good, bad, errors = cached["pixels"], cached["paths"], cached["bad_paths"], cached["bad_errors"]
-        image_shape = images.image_shape
+        image_shape, shrunk = images.image_shape, cached["shrunk"]
     else:
-        images, image_shape, good, bad, errors = _decode_into_cache(
+        images, image_shape, good, bad, errors, shrunk = _decode_into_cache(
             cache_path, image_dir, paths, image_size, color_mode, stop_at_bad=not skip_bad_images, workers=workers,
             pool_threshold=pool_threshold, total_bytes=sum(size for _, size, _ in entries))
     _report_bad(image_dir, bad, errors, skip_bad_images)
+    if shrunk:  # from the cache too: a folder of scans silently at 28 pixels loses the details its classes differ by
+        logging.warning("%d of %d images are larger than %d pixels and are resized to %d, the default: to keep "
+                        "more of them pass --image_size (64, 96, 128) with a deeper --encoder_filters, as README's "
+                        "recipe for larger photos or scans does", shrunk, len(good), MAX_OWN_SIZE, image_shape[0])
     labels = _labels(good, class_names, labelled)
     chosen = splits.hash_split(good, validation_percentage, testing_percentage, fold)
     if bad:  # what was skipped may have emptied a class or a split
@@ -114,7 +118,7 @@ def load_image_dir(image_dir, image_size=None, color_mode="auto", validation_per
         _check_splits(image_dir, chosen, len(good), validation_percentage, testing_percentage)
     if cached is None and isinstance(images, RowFile):
         cache.write(cache_path, images, labels, good, bad, errors, class_names, image_shape[0],
-                    "rgb" if image_shape[2] == 3 else "grayscale")
+                    "rgb" if image_shape[2] == 3 else "grayscale", shrunk)
     if labelled:
         counts = np.bincount(labels, minlength=len(class_names))
         few = [f"{name} ({count})" for name, count in zip(class_names, counts) if count < MIN_IMAGES_PER_CLASS]
@@ -155,8 +159,8 @@ def load_unlabeled(image_dir, image_shape, skip_bad_images=False, flag="unlabele
     ``skip_bad_images`` are skipped with one warning."""
     size, _, channels = image_shape
     _, paths = list_images(image_dir, labelled=False, flag=flag)
-    rows, _, good, bad, errors = decode_images(image_dir, paths, size, "rgb" if channels == 3 else "grayscale",
-                                               stop_at_bad=not skip_bad_images)
+    rows, _, good, bad, errors, _ = decode_images(image_dir, paths, size, "rgb" if channels == 3 else "grayscale",
+                                                  stop_at_bad=not skip_bad_images)
     _report_bad(image_dir, bad, errors, skip_bad_images)
     if not good:
         raise UserError(f"--{flag}={image_dir}: no decodable images in it")
@@ -256,7 +260,8 @@ def _check_splits(image_dir, chosen, count, validation_percentage, testing_perce
 
 def decode_images(image_dir, paths, image_size=None, color_mode="auto", stop_at_bad=True, workers=None,
                   pool_threshold=POOL_THRESHOLD, total_bytes=None, writer=None):
-    """(uint8 rows [N, S*S*C], (S, S, C), decoded paths, undecodable paths, their errors) for ``paths``.
+    """(uint8 rows [N, S*S*C], (S, S, C), decoded paths, undecodable paths, their errors, shrunk) for ``paths``:
+    ``shrunk`` counts the images larger than MAX_OWN_SIZE that ``image_size`` None resized to the default.
 
     The rows are an array in memory, or with ``writer`` (a cae.data.cache.PixelWriter) a RowFile: each image goes
     to the file as it is decoded, so memory does not grow with the folder. ``image_size`` None probes every
@@ -298,16 +303,18 @@ class _MemorySink:
 
 def _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, sink, executor, workers):
     """decode_images's work, by ``executor``'s worker processes (or here when it is None), into ``sink``."""
-    bad, errors = [], []
+    bad, errors, shrunk = [], [], 0
     if image_size is None:
         sizes = [None] * len(paths)
         _map(_probe_chunk, image_dir, paths, (), f"reading the image sizes in {image_dir}", executor, workers,
              stop_at_bad, lambda start, part: sizes.__setitem__(slice(start, start + len(part)), part))
         bad, errors = _errors(paths, sizes)
         if bad and stop_at_bad:
-            return None, None, [], bad, errors
-        image_size = _own_size([s for s in sizes if not isinstance(s, str)])
-        paths = [p for p, s in zip(paths, sizes) if not isinstance(s, str)]
+            return None, None, [], bad, errors, 0
+        readable = [(p, s) for p, s in zip(paths, sizes) if not isinstance(s, str)]
+        paths, sizes = [p for p, _ in readable], [s for _, s in readable]
+        image_size = _own_size(sizes)
+        shrunk = sum(min(w, h) > MAX_OWN_SIZE for w, h in sizes) if image_size == DEFAULT_IMAGE_SIZE else 0
     # "auto" knows whether any image has colour only at the end: its rows hold 3 channels until then (a gray
     # folder's are cut to one by ``finish``).
     channels = 1 if color_mode == "grayscale" else 3
@@ -329,13 +336,13 @@ def _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, sink, exe
          stop_at_bad, put)
     more_bad, more_errors = [paths[slot] for slot in sorted(failures)], [failures[s] for s in sorted(failures)]
     if more_bad and stop_at_bad:
-        return None, None, [], more_bad, more_errors
+        return None, None, [], more_bad, more_errors, 0
     bad_errors = sorted(zip(bad + more_bad, errors + more_errors))
     bad, errors = [p for p, _ in bad_errors], [e for _, e in bad_errors]
     slots = np.flatnonzero(decoded)
     gray = channels == 3 and not colour[0]
     rows = sink.finish(slots, gray)
-    return rows, (image_size, image_size, 1 if gray else channels), [paths[i] for i in slots], bad, errors
+    return rows, (image_size, image_size, 1 if gray else channels), [paths[i] for i in slots], bad, errors, shrunk
 
 
 def _errors(paths, results):
@@ -349,11 +356,6 @@ def _own_size(sizes):
     side = sizes[0][0] if sizes else 0
     if all(w == h == side for w, h in sizes) and 8 <= side <= MAX_OWN_SIZE and side % 4 == 0:
         return side
-    larger = sum(min(w, h) > MAX_OWN_SIZE for w, h in sizes)
-    if larger:  # a folder of scans or photos silently at 28 pixels would lose the details its classes differ by
-        logging.warning("%d of %d images are larger than %d pixels and are resized to %d, the default: to keep "
-                        "more of them pass --image_size (64, 96, 128) with a deeper --encoder_filters, as README's "
-                        "recipe for larger photos or scans does", larger, len(sizes), MAX_OWN_SIZE, DEFAULT_IMAGE_SIZE)
     return DEFAULT_IMAGE_SIZE
 
 
