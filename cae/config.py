@@ -26,11 +26,11 @@ import dataclasses
 import math
 
 from cae import class_metrics, data
-from cae.data import folders
+from cae.data import decode
 
 # Choices, from the code that owns them where that code is TensorFlow-free.
 DATASETS = tuple(data.DATASETS)  # mnist, fashion_mnist
-COLOR_MODES = folders.COLOR_MODES  # auto, grayscale, rgb
+COLOR_MODES = decode.COLOR_MODES  # auto, grayscale, rgb
 SPLITS = data.SPLITS  # train, validation, test
 LOSSES = ("bce", "mse", "patch_mse")  # the autoencoder's reconstruction losses (cae.models)
 SCHEDULES = ("constant", "cosine", "one_cycle")  # learning-rate schedules (cae.train.learning_rate)

@@ -3,7 +3,7 @@
 Each file is made into what the classifier was trained on (the model's input.json says which way, cae.model_info):
 
 - a model trained on your own image folder gets every file decoded, centre-cropped and resized by the very code
-  that made its training images (cae.data.folders.decode_image), in its size and channels;
+  that made its training images (cae.data.decode.decode_image), in its size and channels;
 - an MNIST-format model gets any PNG or JPEG (also GIF, BMP: what tf.io.decode_image reads), any size, gray or
   color, as a 28x28 gray image in [0, 1], light digit on a dark background, and, unless it is 28x28 already, made
   the way MNIST's own images were: the digit fitted into a 20x20 box, its centre of mass put at the centre of the
@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from cae import data, export, model_info, models, restore, session, train_dir
-from cae.data import IMAGE_SIZE, folders
+from cae.data import IMAGE_SIZE, decode
 from cae.errors import UserError
 
 v1 = tf.compat.v1
@@ -103,7 +103,7 @@ def _reason(op_error):
 
 
 def read_folder_images(paths, image_shape):
-    """float32 [N, H*W*C] in [0, 1] for the files, decoded, cropped and resized exactly as cae.data.folders made the
+    """float32 [N, H*W*C] in [0, 1] for the files, decoded, cropped and resized exactly as cae.data.decode made the
     training images; UserError naming the first file that is missing or not an image."""
     size, _, channels = image_shape
     color_mode = "grayscale" if channels == 1 else "rgb"
@@ -112,9 +112,9 @@ def read_folder_images(paths, image_shape):
         if not os.path.isfile(path):
             raise UserError(f"{path}: cannot read (No such file or directory)")
         try:
-            pixels[i] = folders.decode_image(path, size, color_mode)
+            pixels[i] = decode.decode_image(path, size, color_mode)
         except Exception as e:  # noqa: BLE001 - Pillow raises many kinds; each means "not a decodable image"
-            raise UserError(f"{path}: not a decodable image ({folders.describe_error(e)})") from None
+            raise UserError(f"{path}: not a decodable image ({decode.describe_error(e)})") from None
     return data.to_float(pixels.reshape(len(paths), -1))
 
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cae import data
-from cae.data import folders, splits
+from cae.data import decode, splits
 from cae.errors import UserError
 
 from conftest import REPO
@@ -113,7 +113,7 @@ def test_auto_colour_forced_grayscale_and_rgb(tmp_path):
 def test_every_format_and_mode_decodes(tmp_path):
     def decoded(name, image, **options):
         path = save(str(tmp_path / name), image, **options)
-        return folders.decode_image(path, 8, "rgb")[0, 0].tolist()
+        return decode.decode_image(path, 8, "rgb")[0, 0].tolist()
 
     assert decoded("l.png", gray(100)) == [100] * 3
     jpeg = decoded("c.jpg", Image.new("RGB", (16, 16), (200, 40, 10)), quality=95)
@@ -136,7 +136,7 @@ def test_every_format_and_mode_decodes(tmp_path):
     exif = Image.Exif()
     exif[0x0112] = 6
     path = save(str(tmp_path / "camera.png"), Image.fromarray(upright), exif=exif)
-    viewed = folders.decode_image(path, 8, "grayscale")[:, :, 0]
+    viewed = decode.decode_image(path, 8, "grayscale")[:, :, 0]
     assert (viewed[0] == 0).all() and (viewed[1:] == 255).all()  # the left column is the top row as viewed
     sixteen = Image.fromarray(np.full((8, 8), 257 * 60, np.uint16))
     assert decoded("deep.png", sixteen) == [60] * 3  # 16-bit gray scaled to 8 bits, not clipped
@@ -160,7 +160,7 @@ def test_non_square_images_are_centre_cropped(tmp_path):
     for name, array in (("tall.png", tall), ("wide.png", wide)):
         path = save(str(tmp_path / name), Image.fromarray(array))
         for size in (28, 30, 32):
-            pixels = folders.decode_image(path, size, "auto")
+            pixels = decode.decode_image(path, size, "auto")
             assert pixels.shape == (size, size, 1) and (pixels == 128).all(), (name, size)  # the colour is gone
     root = tmp_path / "img"
     for cls in ("a", "b"):
@@ -296,12 +296,12 @@ def test_cache_is_used_the_second_time_and_rebuilt_when_a_file_changes(tmp_path,
     assert "wrote 21 decoded images to cache" in caplog.text
 
     decoded = []
-    real_decode = folders.decode_image
+    real_decode = decode.decode_image
 
     def refuse(*args):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(folders, "decode_image", refuse)
+    monkeypatch.setattr(decode, "decode_image", refuse)
     caplog.clear()
     second = load(root)
     assert "read 21 decoded images from cache" in caplog.text
@@ -313,7 +313,7 @@ def test_cache_is_used_the_second_time_and_rebuilt_when_a_file_changes(tmp_path,
             assert a == b
     load(root, validation_percentage=40, testing_percentage=30)  # other splits, same decoded images
 
-    monkeypatch.setattr(folders, "decode_image", lambda *args: decoded.append(args) or real_decode(*args))
+    monkeypatch.setattr(decode, "decode_image", lambda *args: decoded.append(args) or real_decode(*args))
     path = os.path.join(root, "a", "000.png")
     save(path, gray(201))
     info = os.stat(path)
@@ -455,7 +455,7 @@ def test_datasets_type_keeps_its_old_shape_and_describes_the_images(fashion_mnis
 
 
 def test_the_data_package_does_not_import_tensorflow():
-    code = ("import sys, cae.data, cae.data.folders, cae.data.cache; "
+    code = ("import sys, cae.data, cae.data.folders, cae.data.decode, cae.data.cache; "
             "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 

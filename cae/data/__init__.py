@@ -10,7 +10,8 @@ Sources, one module each:
 
 * ``cae.data.idx``: MNIST-format IDX files (MNIST, Fashion-MNIST): find, download, verify, read (``load``).
 * ``cae.data.folders``: a folder of your own images, one subfolder per class (``load_image_dir``), decoded with
-  Pillow (``cae.data.cache`` keeps the decoded pixels so a second run does not decode them again).
+  Pillow by ``cae.data.decode`` (``cae.data.cache`` keeps the decoded pixels so a second run does not decode them
+  again).
 * ``cae.data.splits``: train/validation/test splitting and ``--num_labels`` limiting.
 
 Nothing here imports TensorFlow: the command line imports this before TensorFlow, and the image decoding worker
