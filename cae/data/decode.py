@@ -100,10 +100,10 @@ def _decode_all(image_dir, paths, image_size, color_mode, stop_at_bad, sink, exe
         bad, errors = _errors(paths, sizes)
         if bad and stop_at_bad:
             return None, None, [], bad, errors, 0
-        readable = [(p, s) for p, s in zip(paths, sizes) if not isinstance(s, str)]
-        paths, sizes = [p for p, _ in readable], [s for _, s in readable]
+        paths = [p for p, s in zip(paths, sizes) if not isinstance(s, str)]
+        sizes = [s for s in sizes if not isinstance(s, str)]
         image_size = _own_size(sizes)
-        shrunk = sum(min(w, h) > MAX_OWN_SIZE for w, h in sizes) if image_size == DEFAULT_IMAGE_SIZE else 0
+        shrunk = sum(min(w, h) > MAX_OWN_SIZE for w, h in sizes)  # an own size is never above MAX_OWN_SIZE
     # "auto" knows whether any image has colour only at the end: its rows hold 3 channels until then (a gray
     # folder's are cut to one by ``finish``).
     channels = 1 if color_mode == "grayscale" else 3
