@@ -287,7 +287,8 @@ class TransferConfig(RunConfig):
                                        "tutorial's).")
     trainable_scopes: str = option(None, "Comma-separated scopes (regexes on whole scopes) the optimizer trains. "
                                          "Default: fc1,logits with --checkpoint_path (frozen convs), all layers "
-                                         "without (scratch).")
+                                         "without (scratch); with --semi_supervised all layers, the decoder "
+                                         "included.")
     num_labels: int = option(None, "Train on the first N labelled images only.", check=at_least(1))
     labels_per_class: int = option(None, "Train on the first N labelled images of each class only (a folder's hash "
                                          "order; for MNIST an order drawn from --seed).", check=at_least(1))
